@@ -1,0 +1,27 @@
+"""LLM Sandbox: run untrusted, model-written code safely.
+
+```python
+from llm_sandbox import SandboxSession
+
+with SandboxSession(lang="python") as session:
+    print(session.run("print('hello')").stdout)
+```
+"""
+
+from llm_sandbox.config import ResourceLimits, SandboxBackend
+from llm_sandbox.exceptions import SandboxError, SandboxTimeoutError
+from llm_sandbox.results import ConsoleOutput, ExecutionResult, PlotOutput, Verdict
+from llm_sandbox.session import SandboxSession
+
+__all__ = [
+    "ConsoleOutput",
+    "ExecutionResult",
+    "PlotOutput",
+    "ResourceLimits",
+    "SandboxBackend",
+    "SandboxError",
+    "SandboxSession",
+    "SandboxTimeoutError",
+    "Verdict",
+]
+__version__ = "0.1.0"

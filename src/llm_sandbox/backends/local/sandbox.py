@@ -1,0 +1,396 @@
+"""The embedded backend: bubblewrap sandboxes with no daemon.
+
+Lifecycle of a session:
+
+1. `open` creates a private host directory (mode 0700) and starts the session holder, a user +
+   mount namespace owning a size-capped tmpfs for the work directory, /tmp, /dev/shm and
+   installed libraries. The files live only in memory and vanish with the holder, which dies
+   with its parent (`--die-with-parent`) even if the caller crashes.
+2. `exec` runs `prlimit … nsenter <holder> bwrap … argv`: each command gets fresh namespaces
+   (pid, net, …) inside the holder, a per-run cgroup where the machine allows it, rlimits,
+   and the seccomp filter. bwrap blocks until the cgroup is attached, so nothing escapes it.
+3. When the command's pid 1 dies the kernel kills the rest of its pid namespace, so stray
+   daemons end with their run. `kill` SIGKILLs that pid 1 (and the cgroup) and waits.
+4. `close` ends the holder; the tmpfs and everything in it are gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from typing import IO
+
+from llm_sandbox.backends.base import (
+    STDERR,
+    STDOUT,
+    ExecRequest,
+    ExitStatus,
+    Process,
+    RuntimeNeeds,
+)
+from llm_sandbox.backends.local import bwrap
+from llm_sandbox.backends.local.cgroups import CgroupLimits, CgroupSet
+from llm_sandbox.backends.local.host import LocalHost
+from llm_sandbox.backends.tarexec import TarOverExec
+from llm_sandbox.config import ResourceLimits, SessionConfig
+from llm_sandbox.exceptions import ControlUnavailableError, SandboxRuntimeError, SessionStateError
+
+logger = logging.getLogger("llm_sandbox")
+
+START_TIMEOUT = 30.0
+READ_SIZE = 65536
+BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def plan_limits(host: LocalHost, limits: ResourceLimits) -> tuple[CgroupLimits | None, dict[str, int]]:
+    """Split limits into what a cgroup enforces and what rlimits enforce; refuse the rest."""
+    have = host.cgroup_controllers
+    rlimits = {"core": 0, "nofile": limits.open_files}
+    if limits.file_size is not None:
+        rlimits["fsize"] = limits.file_size
+    if limits.cpu_time is not None:
+        rlimits["cpu"] = limits.cpu_time
+    memory = limits.memory if "memory" in have else None
+    if limits.memory is not None and memory is None:
+        rlimits["as"] = limits.memory
+    processes = limits.processes if "pids" in have else None
+    if limits.processes is not None and processes is None:
+        if host.is_root:
+            raise ControlUnavailableError(
+                "cannot limit processes: no writable pids cgroup, and RLIMIT_NPROC does not "
+                "apply to root. Run as an unprivileged user, delegate a cgroup via "
+                "LLM_SANDBOX_CGROUP, or pass limits=ResourceLimits(processes=None) to opt out"
+            )
+        rlimits["nproc"] = limits.processes
+    if limits.cpus is not None and "cpu" not in have:
+        raise ControlUnavailableError(
+            "cannot limit CPU: no writable cpu cgroup here (delegate one via LLM_SANDBOX_CGROUP)"
+            " or pass limits=ResourceLimits(cpus=None)"
+        )
+    wanted = CgroupLimits(memory=memory, processes=processes, cpus=limits.cpus)
+    needs_cgroup = any(v is not None for v in (memory, processes, limits.cpus))
+    return (wanted if needs_cgroup else None), rlimits
+
+
+class LocalSandbox(TarOverExec):
+    def __init__(self, host: LocalHost, config: SessionConfig, runtime: RuntimeNeeds) -> None:
+        self._host = host
+        self._config = config
+        self._runtime = runtime
+        self._cgroup_limits, self._rlimits = plan_limits(host, config.limits)
+        self._paths = bwrap.SessionPaths(tempfile.mkdtemp(prefix="llm-sandbox-"))
+        self._holder: subprocess.Popen[bytes] | None = None
+        self._holder_pid = 0
+        self._closed = False
+        try:
+            self._write_etc()
+            self._start_holder()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def _write_etc(self) -> None:
+        os.mkdir(self._paths.etc, 0o755)
+        os.mkdir(self._paths.fs, 0o700)
+        for name, text in bwrap.etc_files(self._config.workdir).items():
+            with open(f"{self._paths.etc}/{name}", "w") as f:
+                f.write(text)
+
+    def _start_holder(self) -> None:
+        status_r, status_w = os.pipe()
+        argv = bwrap.holder_argv(self._host.bwrap, self._paths, self._config.limits.disk, status_w)
+        try:
+            self._holder = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(status_w,),
+                env={"PATH": BASE_PATH},
+            )
+        finally:
+            os.close(status_w)
+        with os.fdopen(status_r, "rb") as status:
+            line = _read_status_line(status, START_TIMEOUT)
+        if line is None or "child-pid" not in line:
+            stderr = self._holder.stderr.read().decode(errors="replace") if self._holder.stderr else ""
+            raise SandboxRuntimeError(f"the sandbox session holder failed to start: {stderr.strip()}")
+        self._holder_pid = int(line["child-pid"])
+        logger.debug("session holder pid %d, state %s", self._holder_pid, self._paths.state)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        holder = self._holder
+        if holder is not None:
+            with contextlib.suppress(OSError):
+                holder.kill()
+            holder.wait()
+            for stream in (holder.stdin, holder.stderr):
+                if stream is not None:
+                    stream.close()
+        _remove_state(self._paths)
+
+    # --- running commands --------------------------------------------------------------------
+    def exec(self, request: ExecRequest) -> Process:
+        if self._closed:
+            raise SessionStateError("the sandbox is closed")
+        cgroup = self._host.cgroups.create(self._cgroup_limits) if (
+            self._host.cgroups and self._cgroup_limits
+        ) else None
+        try:
+            return _LocalProcess.start(self, request, cgroup)
+        except BaseException:
+            if cgroup is not None:
+                cgroup.remove()
+            raise
+
+    def command_argv(self, request: ExecRequest, fds: _Fds) -> list[str]:
+        env = {
+            "PATH": ":".join([*self._runtime.path_dirs, BASE_PATH]),
+            "HOME": self._config.workdir,
+            "USER": "sandbox",
+            "LANG": "C.UTF-8",
+            "TMPDIR": "/tmp",
+            **self._config.environment,
+            **request.env,
+        }
+        spec = bwrap.CommandSpec(
+            argv=request.argv,
+            env=env,
+            cwd=request.cwd or self._config.workdir,
+            workdir=self._config.workdir,
+            network=request.network or self._config.network,
+            writable_libs=request.writable_libs,
+            host_paths=self._runtime.host_paths,
+            data_files=fds.data,
+            seccomp_fd=fds.seccomp,
+            status_fd=fds.status_w,
+            block_fd=fds.block_r,
+        )
+        return [
+            *bwrap.prlimit_argv(self._host.prlimit, self._rlimits),
+            *bwrap.nsenter_argv(self._host.nsenter, self._holder_pid),
+            *bwrap.sandbox_argv(self._host.bwrap, self._host.layout, self._paths, spec),
+        ]
+
+
+class _Fds:
+    """The descriptors handed to one bwrap: seccomp program, data files, status and block pipes."""
+
+    def __init__(self, seccomp: bytes, files: Mapping[str, bytes]) -> None:
+        self._owned: list[int] = []
+        self.seccomp = self._memfd("seccomp", seccomp)
+        self.data = {path: self._memfd("file", content) for path, content in files.items()}
+        self.status_r, self.status_w = os.pipe()
+        self.block_r, self.block_w = os.pipe()
+        self._owned += [self.status_w, self.block_r]
+
+    def _memfd(self, name: str, content: bytes) -> int:
+        fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        self._owned.append(fd)
+        _write_all(fd, content)
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
+    @property
+    def child_fds(self) -> tuple[int, ...]:
+        return tuple(self._owned)
+
+    def close_child_side(self) -> None:
+        for fd in self._owned:
+            os.close(fd)
+        self._owned = []
+
+
+def _write_all(fd: int, content: bytes) -> None:
+    view = memoryview(content)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class _LocalProcess(Process):
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        status: IO[bytes],
+        block_w: int,
+        cgroup: CgroupSet | None,
+    ) -> None:
+        self._popen = popen
+        self._status = status
+        self._block_w = block_w
+        self._cgroup = cgroup
+        self._child_pid = 0
+        self._selector = selectors.DefaultSelector()
+        self._streams = {STDOUT: popen.stdout, STDERR: popen.stderr}
+        for name, stream in self._streams.items():
+            assert stream is not None
+            os.set_blocking(stream.fileno(), False)
+            self._selector.register(stream, selectors.EVENT_READ, name)
+        self._status_seen: dict[str, int] = {}
+        self._finished: ExitStatus | None = None
+
+    @classmethod
+    def start(
+        cls, sandbox: LocalSandbox, request: ExecRequest, cgroup: CgroupSet | None
+    ) -> _LocalProcess:
+        fds = _Fds(sandbox._host.seccomp, request.files)
+        stdin = _stdin_file(request.stdin)
+        try:
+            popen = subprocess.Popen(
+                sandbox.command_argv(request, fds),
+                stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=fds.child_fds,
+                env={"PATH": BASE_PATH},
+                start_new_session=True,
+            )
+        except BaseException:
+            fds.close_child_side()
+            os.close(fds.status_r)
+            os.close(fds.block_w)
+            raise
+        finally:
+            if stdin is not None:
+                stdin.close()
+        fds.close_child_side()
+        process = cls(popen, os.fdopen(fds.status_r, "rb"), fds.block_w, cgroup)
+        try:
+            process._release()
+        except BaseException:
+            process.kill()
+            raise
+        return process
+
+    def _release(self) -> None:
+        """Learn the sandbox's pid 1, attach it to the cgroup, then let the command start."""
+        line = _read_status_line(self._status, START_TIMEOUT)
+        if line is None or "child-pid" not in line:
+            os.close(self._block_w)
+            self._block_w = -1
+            self._popen.wait()
+            stderr = self._popen.stderr.read() if self._popen.stderr else b""
+            raise SandboxRuntimeError(
+                "bubblewrap failed to start the sandbox: "
+                + (stderr or b"").decode(errors="replace").strip()
+            )
+        self._child_pid = int(line["child-pid"])
+        if self._cgroup is not None:
+            self._cgroup.attach(self._popen.pid)
+            self._cgroup.attach(self._child_pid)
+        os.write(self._block_w, b"1")
+        os.close(self._block_w)
+        self._block_w = -1
+
+    def read(self, timeout: float) -> tuple[int, bytes] | None:
+        while self._selector.get_map():
+            events = self._selector.select(max(0.0, timeout))
+            if not events:
+                return None
+            for key, _ in events:
+                try:
+                    data = os.read(key.fd, READ_SIZE)
+                except BlockingIOError:
+                    continue
+                if data:
+                    return int(key.data), data
+                self._selector.unregister(key.fileobj)
+        return 0, b""
+
+    def wait(self) -> ExitStatus:
+        if self._finished is not None:
+            return self._finished
+        returncode = self._popen.wait()
+        for line in _status_lines(self._status):
+            self._status_seen.update({k: v for k, v in line.items() if isinstance(v, int)})
+        out_of_memory = False
+        if self._cgroup is not None:
+            out_of_memory = self._cgroup.oom_killed()
+            self._cgroup.remove()
+        exit_code = self._status_seen.get("exit-code", returncode)
+        self._finished = ExitStatus(exit_code=exit_code, out_of_memory=out_of_memory)
+        self._cleanup()
+        return self._finished
+
+    def kill(self) -> None:
+        if self._popen.poll() is None and self._child_pid:
+            # The sandbox's pid 1: its death makes the kernel kill its whole pid namespace,
+            # and bwrap reaps it only after every process in there is gone.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._child_pid, signal.SIGKILL)
+        if self._cgroup is not None:
+            self._cgroup.kill_all()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._popen.pid, signal.SIGKILL)
+        self._popen.wait()
+        if self._cgroup is not None:
+            self._cgroup.remove()
+            self._cgroup = None
+        if self._finished is None:
+            self._finished = ExitStatus(exit_code=-signal.SIGKILL)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._block_w >= 0:
+            os.close(self._block_w)
+            self._block_w = -1
+        self._selector.close()
+        for stream in (*self._streams.values(), self._status):
+            if stream is not None:
+                stream.close()
+
+
+def _stdin_file(data: bytes | None) -> IO[bytes] | None:
+    if data is None:
+        return None
+    f = tempfile.TemporaryFile()
+    f.write(data)
+    f.seek(0)
+    return f
+
+
+def _read_status_line(status: IO[bytes], timeout: float) -> dict[str, object] | None:
+    """The first JSON document bwrap writes to its status fd, or None if it exited first."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(status, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            return None
+    line = status.readline()
+    if not line:
+        return None
+    parsed: dict[str, object] = json.loads(line)
+    return parsed
+
+
+def _status_lines(status: IO[bytes]) -> list[dict[str, object]]:
+    lines: list[dict[str, object]] = []
+    for raw in status.read().splitlines():
+        with contextlib.suppress(ValueError):
+            lines.append(json.loads(raw))
+    return lines
+
+
+def _remove_state(paths: bwrap.SessionPaths) -> None:
+    import shutil
+
+    for _ in range(50):
+        try:
+            shutil.rmtree(paths.state)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.01)
+    logger.warning("could not remove %s", paths.state)

@@ -1,0 +1,90 @@
+"""Every error LLM Sandbox raises, under one root.
+
+```
+SandboxError
+├── ConfigurationError (ValueError)        an option is unknown, malformed or does not apply
+│   ├── LanguageNotSupportedError          `lang` names no registered handler
+│   └── InvalidPackageError                a library name that could smuggle options or shell
+├── UnsafeArchiveError (ValueError)        a tar stream from a sandbox tried to escape its target
+├── BackendUnavailableError (RuntimeError) the backend cannot run here (tool, extra, daemon missing)
+│   └── ControlUnavailableError            a requested isolation control cannot be applied (fail closed)
+├── SessionStateError (RuntimeError)       run before open, run after close, ...
+├── SandboxTimeoutError (TimeoutError)     a run or the session ran out of time; everything was killed
+├── SandboxRuntimeError (RuntimeError)     the sandbox itself failed (not the user's program)
+└── PackageInstallError                    installing libraries failed (exit code and output attached)
+```
+
+A program that exits non-zero is *not* an error: its exit code is reported in the result.
+Errors that carry output (timeouts, install failures) keep it in fields so nothing is lost.
+"""
+
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """Root of every error raised by llm_sandbox."""
+
+
+class ConfigurationError(SandboxError, ValueError):
+    """An option is unknown, malformed, or does not apply to the chosen backend."""
+
+
+class LanguageNotSupportedError(ConfigurationError):
+    """`lang` names no registered language handler."""
+
+
+class InvalidPackageError(ConfigurationError):
+    """A library name was rejected before anything ran."""
+
+
+class UnsafeArchiveError(SandboxError, ValueError):
+    """A tar stream coming out of a sandbox tried to write outside its destination."""
+
+
+class BackendUnavailableError(SandboxError, RuntimeError):
+    """The backend cannot run on this machine (missing tool, missing extra, unreachable daemon)."""
+
+
+class ControlUnavailableError(BackendUnavailableError):
+    """A requested isolation control cannot be applied, so the sandbox refuses to open."""
+
+
+class SessionStateError(SandboxError, RuntimeError):
+    """The session was used in a state that does not allow it (not open, already closed)."""
+
+
+class SandboxRuntimeError(SandboxError, RuntimeError):
+    """The sandbox machinery failed; the user's program may not have run at all."""
+
+
+class SandboxTimeoutError(SandboxError, TimeoutError):
+    """A run exceeded its timeout, or the session outlived `session_timeout`.
+
+    By the time this is raised every process the run started has been killed. Output produced
+    before the deadline is kept in `stdout` and `stderr`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        timeout: float | None = None,
+        stdout: str = "",
+        stderr: str = "",
+        session_expired: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+        self.stdout = stdout
+        self.stderr = stderr
+        self.session_expired = session_expired
+
+
+class PackageInstallError(SandboxError):
+    """Installing libraries into the sandbox failed."""
+
+    def __init__(self, message: str, *, exit_code: int, stdout: str = "", stderr: str = "") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr = stderr

@@ -1,0 +1,498 @@
+"""Build the default language images for Docker or Podman through the engines' CLIs.
+
+Two ways to the same image (see :mod:`llm_sandbox.images.recipes` for the contract):
+
+* **offline** -- ``debootstrap --variant=minbase`` a Debian root filesystem with the recipe's
+  packages, add the ``sandbox`` user inside it (``chroot``), strip caches, pack it as a tarball and
+  ``<engine> import`` it. Needs root and ``debootstrap``, but no container registry. The tarball is
+  cached (see :func:`cache_dir`), so building the same language for a second engine skips
+  debootstrap.
+* **online** -- ``<engine> build`` a generated Dockerfile ``FROM`` the recipe's official image.
+
+``offline=None`` picks online only when that can work: the base image is already present locally,
+or its registry accepts a TCP connection within :data:`REGISTRY_PROBE_SECONDS`.
+
+Environment variables: ``LLM_SANDBOX_IMAGE_BUILD`` (``auto``/``offline``/``online``),
+``LLM_SANDBOX_DEBIAN_MIRROR`` (mirror for debootstrap), ``LLM_SANDBOX_CACHE_DIR`` (tarball cache).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Final
+
+from llm_sandbox.images.recipes import (
+    DEBIAN_SUITE,
+    DEFAULT_COMMAND,
+    DEFAULT_DEBIAN_MIRROR,
+    RECIPES,
+    SANDBOX_GID,
+    SANDBOX_HOME,
+    SANDBOX_UID,
+    SETUP_COMMANDS,
+    Recipe,
+)
+
+Progress = Callable[[str], None]
+
+ENGINES: Final = ("docker", "podman")
+REGISTRY_PROBE_SECONDS: Final = 2.0
+#: Bump when the way a root filesystem is prepared changes (invalidates cached tarballs).
+ROOTFS_FORMAT: Final = 1
+LABEL_PREFIX: Final = "io.llm-sandbox"
+ENV_BUILD_MODE: Final = "LLM_SANDBOX_IMAGE_BUILD"
+ENV_MIRROR: Final = "LLM_SANDBOX_DEBIAN_MIRROR"
+ENV_CACHE_DIR: Final = "LLM_SANDBOX_CACHE_DIR"
+
+_OUTPUT_TAIL_LINES: Final = 25
+_CHROOT_ENV: Final = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+#: Paths (relative to the root filesystem) emptied before packing: caches, logs, host files.
+_ROOTFS_JUNK: Final = (
+    "var/cache/apt/archives/*.deb",
+    "var/cache/apt/*.bin",
+    "var/lib/apt/lists/*_*",
+    "var/log/*.log",
+    "var/log/apt/*",
+    "usr/share/man/*",
+    "usr/share/info/*",
+)
+_TAR_EXCLUDES: Final = ("./dev/*", "./proc/*", "./sys/*", "./run/*")
+_DEB_LINE: Final = re.compile(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)")
+_MIRROR_SCHEMES: Final = ("http://", "https://", "ftp://", "file:/")
+
+
+class ImageBuildError(RuntimeError):
+    """An image could not be built; ``output_tail`` holds the failing command's last lines."""
+
+    def __init__(self, message: str, *, command: Sequence[str] = (), output_tail: str = "") -> None:
+        details = f"{message}\n--- last output of {' '.join(command)} ---\n{output_tail}"
+        super().__init__(details if output_tail else message)
+        self.command = tuple(command)
+        self.output_tail = output_tail
+
+
+# --- public helpers --------------------------------------------------------------------------
+
+
+def recipe_for(lang: str) -> Recipe:
+    """The recipe for language ``lang``; :class:`ValueError` for an unknown language."""
+    try:
+        return RECIPES[lang]
+    except KeyError:
+        known = ", ".join(sorted(RECIPES))
+        raise ValueError(f"unknown language {lang!r}; known: {known}") from None
+
+
+def image_for(lang: str) -> str:
+    """The name of the default image for ``lang`` (the same string in Docker and Podman)."""
+    return recipe_for(lang).image
+
+
+def image_exists(name: str, engine: str = "docker") -> bool:
+    """Whether ``engine`` has image ``name`` locally (``False`` too if the engine is unusable)."""
+    _check_engine(engine)
+    try:
+        result = subprocess.run(
+            [engine, "image", "inspect", name],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+    except OSError:
+        return False
+    return result.returncode == 0
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """A short digest of everything that shapes the root filesystem and image of ``recipe``."""
+    material = {
+        "format": ROOTFS_FORMAT,
+        "suite": DEBIAN_SUITE,
+        "packages": sorted(recipe.all_debian_packages),
+        "setup": SETUP_COMMANDS,
+        "junk": _ROOTFS_JUNK,
+        "base": recipe.online_base,
+        "env": sorted(recipe.env.items()),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cache_dir() -> Path:
+    """Where root filesystem tarballs are cached.
+
+    ``$LLM_SANDBOX_CACHE_DIR``, else ``/var/cache/llm-sandbox`` for root, else
+    ``$XDG_CACHE_HOME/llm-sandbox`` (default ``~/.cache/llm-sandbox``).
+    """
+    override = os.environ.get(ENV_CACHE_DIR)
+    if override:
+        return Path(override)
+    if os.geteuid() == 0:
+        return Path("/var/cache/llm-sandbox")
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "llm-sandbox"
+
+
+def debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror for debootstrap.
+
+    ``$LLM_SANDBOX_DEBIAN_MIRROR`` if set, else the first ``deb`` source for the ``bookworm``
+    suite in ``apt_dir``'s ``sources.list``, ``sources.list.d/*.list`` and deb822
+    ``sources.list.d/*.sources`` (commented lines, such as snapshot URLs, are ignored), else
+    :data:`~llm_sandbox.images.recipes.DEFAULT_DEBIAN_MIRROR`.
+    """
+    override = os.environ.get(ENV_MIRROR)
+    if override:
+        return override.rstrip("/")
+    for uri, suite in _apt_sources(apt_dir):
+        if suite == DEBIAN_SUITE and uri.startswith(_MIRROR_SCHEMES):
+            return uri.rstrip("/")
+    return DEFAULT_DEBIAN_MIRROR
+
+
+def dockerfile(recipe: Recipe) -> str:
+    """The Dockerfile of the online build: the official image plus the run-time set-up."""
+    script = " \\\n    && ".join(f"{{ {command}; }}" for command in SETUP_COMMANDS)
+    lines = [
+        f"FROM {recipe.online_base}",
+        "USER 0:0",
+        f"RUN {script}",
+        *_metadata_instructions(recipe, from_rootfs=False),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- the build -------------------------------------------------------------------------------
+
+
+def build_image(
+    lang: str,
+    engine: str = "docker",
+    *,
+    offline: bool | None = None,
+    progress: Progress = print,
+    mirror: str | None = None,
+) -> str:
+    """Build the default image for ``lang`` with ``engine`` and return its name.
+
+    ``offline``: ``True`` builds from Debian packages (debootstrap), ``False`` from the recipe's
+    official image, ``None`` decides (see the module docstring). ``mirror`` overrides the Debian
+    mirror of the offline build. Progress lines go to ``progress``. Raises
+    :class:`ImageBuildError` when a step fails.
+    """
+    recipe = recipe_for(lang)
+    _check_engine(engine)
+    if offline is None:
+        offline = _should_build_offline(recipe, engine)
+    say = _prefixed(progress, f"[{lang}/{engine}]")
+    if offline:
+        _build_offline(recipe, engine, say, mirror)
+    else:
+        _build_online(recipe, engine, say)
+    say(f"built {recipe.image}")
+    return recipe.image
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; supported: {', '.join(ENGINES)}")
+
+
+def _prefixed(progress: Progress, prefix: str) -> Progress:
+    return lambda line: progress(f"{prefix} {line}")
+
+
+def _should_build_offline(recipe: Recipe, engine: str) -> bool:
+    mode = os.environ.get(ENV_BUILD_MODE, "auto").strip().lower()
+    if mode in ("offline", "online"):
+        return mode == "offline"
+    if image_exists(recipe.online_base, engine):
+        return False
+    return not registry_reachable(recipe.online_base)
+
+
+def registry_reachable(reference: str, timeout: float = REGISTRY_PROBE_SECONDS) -> bool:
+    """Whether the registry serving image ``reference`` accepts a TCP connection in ``timeout``.
+
+    Name resolution has no timeout of its own, so the probe runs in a daemon thread that is
+    abandoned when it takes too long.
+    """
+    address = _registry_address(reference)
+    outcome: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection(address, timeout=timeout):
+                outcome.append(True)
+        except OSError:
+            outcome.append(False)
+
+    worker = threading.Thread(target=probe, name="llm-sandbox-registry-probe", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return outcome == [True]
+
+
+def _registry_address(reference: str) -> tuple[str, int]:
+    first, _, rest = reference.partition("/")
+    is_domain = bool(rest) and ("." in first or ":" in first or first == "localhost")
+    if not is_domain or first == "docker.io":
+        return ("registry-1.docker.io", 443)
+    host, _, port = first.partition(":")
+    return (host, int(port) if port.isdigit() else 443)
+
+
+def _build_online(recipe: Recipe, engine: str, say: Progress) -> None:
+    say(f"building FROM {recipe.online_base}")
+    with tempfile.TemporaryDirectory(prefix="llm-sandbox-build-") as context:
+        path = Path(context) / "Dockerfile"
+        path.write_text(dockerfile(recipe), encoding="utf-8")
+        _run([engine, "build", "-t", recipe.image, "-f", str(path), context], say)
+
+
+def _build_offline(recipe: Recipe, engine: str, say: Progress, mirror: str | None) -> None:
+    tarball = rootfs_tarball(recipe.language, progress=say, mirror=mirror)
+    say(f"importing {tarball.name} ({tarball.stat().st_size / 2**20:.0f} MiB)")
+    changes = [
+        arg
+        for line in _metadata_instructions(recipe, from_rootfs=True)
+        for arg in ("--change", line)
+    ]
+    _run([engine, "import", *changes, str(tarball), recipe.image], say)
+
+
+def _metadata_instructions(recipe: Recipe, *, from_rootfs: bool) -> list[str]:
+    env = recipe.image_env(from_rootfs=from_rootfs)
+    labels = {
+        f"{LABEL_PREFIX}.language": recipe.language,
+        f"{LABEL_PREFIX}.recipe": recipe_hash(recipe),
+        f"{LABEL_PREFIX}.build": "debootstrap" if from_rootfs else recipe.online_base,
+    }
+    entrypoint = [] if from_rootfs else ["ENTRYPOINT []"]
+    return [
+        *(f"ENV {key}={json.dumps(value)}" for key, value in env.items()),
+        *(f"LABEL {key}={json.dumps(value)}" for key, value in labels.items()),
+        f"WORKDIR {SANDBOX_HOME}",
+        f"USER {SANDBOX_UID}:{SANDBOX_GID}",
+        *entrypoint,
+        f"CMD {json.dumps(list(DEFAULT_COMMAND))}",
+    ]
+
+
+# --- root filesystem tarballs ----------------------------------------------------------------
+
+
+def rootfs_tarball(lang: str, *, progress: Progress = print, mirror: str | None = None) -> Path:
+    """The cached root filesystem tarball of ``lang``, made with debootstrap when missing."""
+    recipe = recipe_for(lang)
+    directory = cache_dir()
+    target = directory / f"rootfs-{lang}-{recipe_hash(recipe)}.tar"
+    if target.is_file():
+        progress(f"using cached {target}")
+        return target
+    directory.mkdir(parents=True, exist_ok=True)
+    with _locked(target.with_suffix(".lock")):
+        if not target.is_file():  # another process may have made it while we waited
+            _make_rootfs_tarball(recipe, target, progress, mirror or debian_mirror())
+        else:
+            progress(f"using cached {target}")
+    return target
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _make_rootfs_tarball(recipe: Recipe, target: Path, say: Progress, mirror: str) -> None:
+    _check_can_debootstrap()
+    work = Path(tempfile.mkdtemp(prefix=f".rootfs-{recipe.language}-", dir=target.parent))
+    try:
+        rootfs = work / "rootfs"
+        _debootstrap(recipe, rootfs, mirror, say)
+        _set_up_rootfs(rootfs, say)
+        partial = work / "rootfs.tar"
+        say(f"packing {target.name}")
+        excludes = [f"--exclude={pattern}" for pattern in _TAR_EXCLUDES]
+        _run(
+            ["tar", "--numeric-owner", "-C", str(rootfs), *excludes, "-cf", str(partial), "."], say
+        )
+        partial.replace(target)
+    finally:
+        _remove_tree(work)
+
+
+def _check_can_debootstrap() -> None:
+    if shutil.which("debootstrap") is None:
+        raise ImageBuildError(
+            "debootstrap is not installed (apt-get install debootstrap), and it is needed to "
+            "build an image without a container registry"
+        )
+    if os.geteuid() != 0:
+        raise ImageBuildError(
+            "building an image without a container registry runs debootstrap, which needs root; "
+            f"build it once as root (the tarball is cached in {cache_dir()})"
+        )
+
+
+def _debootstrap(recipe: Recipe, rootfs: Path, mirror: str, say: Progress) -> None:
+    packages = recipe.all_debian_packages
+    say(f"debootstrap {DEBIAN_SUITE} from {mirror} with {', '.join(packages)}")
+    command = [
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(packages)}",
+        DEBIAN_SUITE,
+        str(rootfs),
+        mirror,
+    ]
+    _run(command, say)
+
+
+def _set_up_rootfs(rootfs: Path, say: Progress) -> None:
+    say(f"adding user uid {SANDBOX_UID} and {SANDBOX_HOME}")
+    script = "set -eu\n" + "\n".join(SETUP_COMMANDS)
+    _run(["chroot", str(rootfs), "/bin/sh", "-c", script], say, env=dict(_CHROOT_ENV))
+    say("removing apt caches, logs and manuals")
+    for pattern in _ROOTFS_JUNK:
+        for path in rootfs.glob(pattern):
+            _remove_path(path)
+    # Engines mount their own resolv.conf/hostname/hosts; do not ship the build host's.
+    for name in ("etc/resolv.conf", "etc/hostname"):
+        (rootfs / name).unlink(missing_ok=True)
+        (rootfs / name).touch()
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a build directory, but never through something still mounted inside it."""
+    if _unmount_below(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _unmount_below(path: Path) -> bool:
+    """Unmount everything below ``path`` (deepest first); ``True`` when nothing is left."""
+    for mount_point in _mounts_below(path):
+        subprocess.run(["umount", "-l", mount_point], check=False, capture_output=True)
+    return not _mounts_below(path)
+
+
+def _mounts_below(path: Path) -> list[str]:
+    prefix = str(path.resolve()) + "/"
+    try:
+        lines = Path("/proc/self/mounts").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    points = [_unescape_mount(line.split()[1]) for line in lines if len(line.split()) > 1]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def _unescape_mount(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
+
+
+# --- apt sources -----------------------------------------------------------------------------
+
+
+def _apt_sources(apt_dir: Path) -> Iterator[tuple[str, str]]:
+    """``(uri, suite)`` for every enabled ``deb`` entry, in apt's file order."""
+    lists = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*.list"))]
+    for path in lists:
+        yield from _one_line_sources(_read(path))
+    for path in sorted((apt_dir / "sources.list.d").glob("*.sources")):
+        yield from _deb822_sources(_read(path))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _one_line_sources(text: str) -> Iterator[tuple[str, str]]:
+    for line in text.splitlines():
+        match = _DEB_LINE.match(line.split("#", 1)[0].strip())
+        if match:
+            yield match.group(1), match.group(2)
+
+
+def _deb822_sources(text: str) -> Iterator[tuple[str, str]]:
+    for stanza in re.split(r"\n[ \t]*\n", text):
+        fields = _deb822_fields(stanza)
+        if "deb" not in fields.get("types", "").split():
+            continue
+        if fields.get("enabled", "yes").strip().lower() == "no":
+            continue
+        for uri in fields.get("uris", "").split():
+            for suite in fields.get("suites", "").split():
+                yield uri, suite
+
+
+def _deb822_fields(stanza: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    key = None
+    for line in stanza.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[0] in " \t" and key is not None:
+            fields[key] += " " + line.strip()
+        elif ":" in line:
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            fields[key] = value.strip()
+    return fields
+
+
+# --- running commands ------------------------------------------------------------------------
+
+
+def _run(command: Sequence[str], say: Progress, *, env: dict[str, str] | None = None) -> None:
+    """Run ``command``, streaming its output lines to ``say``; raise on failure."""
+    tail: collections.deque[str] = collections.deque(maxlen=_OUTPUT_TAIL_LINES)
+    try:
+        process = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+            errors="replace",
+        )
+    except OSError as exc:
+        raise ImageBuildError(f"cannot run {command[0]}: {exc}", command=command) from exc
+    with process:
+        for raw in process.stdout or ():
+            line = raw.rstrip()
+            tail.append(line)
+            say(f"  {line}")
+    if process.returncode != 0:
+        raise ImageBuildError(
+            f"{command[0]} failed with exit code {process.returncode}",
+            command=command,
+            output_tail="\n".join(tail),
+        )

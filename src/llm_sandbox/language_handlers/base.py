@@ -1,0 +1,116 @@
+"""What a language needs, described without doing any I/O.
+
+A handler turns code into files and argv lists: where the source goes, how to compile and run
+it, how to install libraries, and which environment the run needs. Backends only execute
+what the handler describes, so a new language is one module and works on every backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from llm_sandbox.backends.base import LIBS_DIR, SUPPORT_DIR, RuntimeNeeds
+from llm_sandbox.exceptions import InvalidPackageError
+
+CODE_DIR = f"{SUPPORT_DIR}/code"
+
+
+@dataclass
+class LanguageConfig:
+    """How to run one language.
+
+    `execution_commands` and `compile_commands` are command lines in which `{file}` is the
+    source file's path inside the sandbox; they are split like a shell would split them but
+    never run through a shell. `package_manager` is the install command line; the library
+    names are appended after it.
+    """
+
+    name: str
+    file_extension: str
+    execution_commands: list[str]
+    package_manager: str | None = None
+    compile_commands: list[str] = field(default_factory=list)
+    image: str | None = None
+    plot_detection: object | None = None
+
+
+@dataclass(frozen=True)
+class CommandPlan:
+    """The argv lists of one run: compile steps (may be empty), then the run step."""
+
+    compile: list[list[str]]
+    run: list[str]
+
+
+# Package names: a name, optional extras, optional version constraints. No spaces, no option
+# prefix, no shell or URL syntax: the name goes into an argv after `--`, but rejecting early
+# gives the user a clear error instead of a confusing installer failure.
+_SPEC = re.compile(
+    r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
+    r"(?:\[[A-Za-z0-9._-]+(?:,[A-Za-z0-9._-]+)*\])?"
+    r"(?:(?:==|>=|<=|~=|!=|>|<|===)[A-Za-z0-9.*+!_-]+"
+    r"(?:,(?:==|>=|<=|~=|!=|>|<)[A-Za-z0-9.*+!_-]+)*)?$"
+)
+
+
+class AbstractLanguageHandler:
+    """Base of every language handler; subclasses set `self.config` in `__init__`."""
+
+    config: LanguageConfig
+    package_pattern: re.Pattern[str] = _SPEC
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger or logging.getLogger("llm_sandbox")
+
+    # --- what a subclass must provide -------------------------------------------------------
+    def get_import_patterns(self, module: str) -> str:
+        """A regex matching an import of `module` in this language (for the security policy)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement get_import_patterns")
+
+    # --- derived from the config; override where a language differs ------------------------
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def source_path(self, run_id: int) -> str:
+        """Where the code of run `run_id` is placed inside the sandbox."""
+        return f"{CODE_DIR}/code_{run_id}.{self.config.file_extension}"
+
+    def command_plan(self, source: str) -> CommandPlan:
+        def split(line: str) -> list[str]:
+            return shlex.split(line.replace("{file}", shlex.quote(source)))
+
+        return CommandPlan(
+            compile=[split(line) for line in self.config.compile_commands],
+            run=split(self.config.execution_commands[0]),
+        )
+
+    def run_env(self, workdir: str) -> dict[str, str]:
+        """Extra environment for runs (e.g. where installed libraries live)."""
+        return {}
+
+    def runtime_needs(self) -> RuntimeNeeds:
+        return RuntimeNeeds(image=self.config.image)
+
+    def validate_library(self, name: str) -> None:
+        if not isinstance(name, str) or not self.package_pattern.match(name):
+            raise InvalidPackageError(
+                f"library name {name!r} is not a plain package name; use a name with an optional "
+                "version constraint such as 'numpy' or 'pandas>=2.0' (options, URLs and shell "
+                "syntax are not accepted)"
+            )
+
+    def install_argv(self, libraries: Sequence[str]) -> list[str]:
+        if not self.config.package_manager:
+            raise InvalidPackageError(f"the {self.name} handler cannot install libraries")
+        for library in libraries:
+            self.validate_library(library)
+        return [*shlex.split(self.config.package_manager), "--", *libraries]
+
+    @property
+    def libs_dir(self) -> str:
+        return f"{LIBS_DIR}/{self.name}"

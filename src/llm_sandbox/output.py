@@ -1,0 +1,59 @@
+"""Capped, decoding collection of a process's output, shared by every backend.
+
+A stream keeps at most `limit` bytes; the rest is counted and dropped, so a flood costs no
+memory. Text is decoded as UTF-8 with replacement. Live callbacks receive text as it arrives,
+decoded incrementally (a character split across chunks is not mangled) and capped the same way.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+from collections.abc import Callable
+
+OutputCallback = Callable[[str], None]
+
+logger = logging.getLogger("llm_sandbox")
+
+
+class CappedStream:
+    """Collects one output stream up to `limit` bytes."""
+
+    def __init__(self, name: str, limit: int, callback: OutputCallback | None = None) -> None:
+        self.name = name
+        self.limit = limit
+        self.total_bytes = 0
+        self._chunks: list[bytes] = []
+        self._kept = 0
+        self._callback = callback
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    @property
+    def truncated(self) -> bool:
+        return self.total_bytes > self.limit
+
+    def feed(self, data: bytes) -> None:
+        self.total_bytes += len(data)
+        room = self.limit - self._kept
+        if room <= 0:
+            return
+        kept = data[:room]
+        self._chunks.append(kept)
+        self._kept += len(kept)
+        self._deliver(self._decoder.decode(kept))
+
+    def finish(self) -> None:
+        """Flush a partial character held by the live decoder."""
+        self._deliver(self._decoder.decode(b"", final=True))
+
+    def text(self) -> str:
+        return b"".join(self._chunks).decode("utf-8", errors="replace")
+
+    def _deliver(self, text: str) -> None:
+        if not text or self._callback is None:
+            return
+        try:
+            self._callback(text)
+        except Exception:
+            logger.exception("%s callback raised; no more output is sent to it", self.name)
+            self._callback = None

@@ -1,0 +1,422 @@
+"""`SandboxSession`: the facade users hold. Config, lifecycle, timeouts; no backend specifics.
+
+```
+NEW ──open()──► OPEN ──close()──► CLOSED
+                 │
+                 └─ session_timeout passes ──► EXPIRED (sandbox torn down; calls raise)
+```
+
+Every run has a deadline: its timeout, clamped to the session's expiry. When the deadline
+passes the backend kills everything the run started before `SandboxTimeoutError` is raised,
+and the session stays usable (unless it was the session that expired).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import posixpath
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from llm_sandbox import archive
+from llm_sandbox.backends import load_backend
+from llm_sandbox.backends.base import STDOUT, ExecRequest, ExitStatus, Process, Sandbox
+from llm_sandbox.config import SandboxBackend, SessionConfig, check_timeout
+from llm_sandbox.exceptions import (
+    ConfigurationError,
+    PackageInstallError,
+    SandboxTimeoutError,
+    SessionStateError,
+)
+from llm_sandbox.language_handlers.factory import LanguageHandlerFactory
+from llm_sandbox.output import CappedStream, OutputCallback
+from llm_sandbox.results import ConsoleOutput
+
+INSTALL_TIMEOUT_FLOOR = 300.0
+_POLL_FOREVER = 3600.0
+
+
+class State(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+    EXPIRED = "expired"
+
+
+class _Deadline(Exception):
+    """Internal: the run's deadline passed."""
+
+
+class SandboxSession:
+    """Runs code in an isolated sandbox. Use as a context manager or call `open()`/`close()`.
+
+    Options are validated here; see `llm_sandbox.config.OPTIONS` for the full list. An unknown
+    option, or one that does not apply to the chosen backend, raises `ConfigurationError`.
+    """
+
+    def __init__(
+        self,
+        lang: str = "python",
+        *,
+        backend: SandboxBackend | str | None = None,
+        verbose: bool = False,
+        workdir: str = "/sandbox",
+        default_timeout: float | None = 30.0,
+        execution_timeout: float | None = None,
+        session_timeout: float | None = None,
+        logger: logging.Logger | None = None,
+        network: bool = False,
+        limits: Any = None,
+        runtime_config: dict[str, Any] | None = None,
+        security_policy: Any = None,
+        image: str | None = None,
+        dockerfile: str | None = None,
+        keep_template: bool = False,
+        commit_container: bool = False,
+        client: Any = None,
+        pod_manifest: dict[str, Any] | None = None,
+        kube_namespace: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        options = {
+            key: value for key, value in locals().items() if key not in ("self", "unknown")
+        }
+        options.update(unknown)
+        if security_policy is not None:
+            raise ConfigurationError(
+                "security_policy is not supported by this version of llm-sandbox yet; "
+                "isolation is enforced by the sandbox itself"
+            )
+        self.config = SessionConfig.build(options)
+        self.logger = self.config.logger or logging.getLogger("llm_sandbox")
+        self.language_handler = LanguageHandlerFactory.create_handler(self.config.lang, self.logger)
+        self._state = State.NEW
+        self._sandbox: Sandbox | None = None
+        self._lock = threading.RLock()
+        self._expires_at: float | None = None
+        self._expiry_timer: threading.Timer | None = None
+        self._run_count = 0
+        if self.config.verbose:
+            _ensure_visible(self.logger)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def is_open(self) -> bool:
+        return self._state is State.OPEN
+
+    def open(self) -> None:
+        with self._lock:
+            if self._state is not State.NEW:
+                raise SessionStateError(f"open() called on a session that is {self._state.value}")
+            started = time.monotonic()
+            backend = load_backend(self.config.backend)
+            self._sandbox = backend.open(self.config, self.language_handler.runtime_needs())
+            self._state = State.OPEN
+            self._log("opened %s sandbox for %s in %.3f s", backend.name, self.config.lang,
+                      time.monotonic() - started)
+            if self.config.session_timeout is not None:
+                self._expires_at = time.monotonic() + self.config.session_timeout
+                self._expiry_timer = threading.Timer(self.config.session_timeout, self._expire)
+                self._expiry_timer.daemon = True
+                self._expiry_timer.start()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._expiry_timer is not None:
+                self._expiry_timer.cancel()
+            self._teardown()
+            if self._state is not State.EXPIRED:
+                self._state = State.CLOSED
+
+    def _teardown(self) -> None:
+        sandbox, self._sandbox = self._sandbox, None
+        if sandbox is not None:
+            started = time.monotonic()
+            sandbox.close()
+            self._log("closed sandbox in %.3f s", time.monotonic() - started)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._state is State.OPEN:
+                self._log("session_timeout of %.1f s passed; tearing the sandbox down",
+                          self.config.session_timeout)
+                self._teardown()
+                self._state = State.EXPIRED
+
+    def __enter__(self) -> SandboxSession:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _require_open(self) -> Sandbox:
+        if self._state is State.OPEN and self._expires_at is not None:
+            if time.monotonic() >= self._expires_at:
+                self._expire()
+        if self._state is State.EXPIRED:
+            raise SandboxTimeoutError(
+                f"the session expired: session_timeout={self.config.session_timeout} s passed "
+                "and the sandbox was torn down; open a new session",
+                timeout=self.config.session_timeout,
+                session_expired=True,
+            )
+        if self._state is State.NEW:
+            raise SessionStateError("the session is not open; call open() or use `with`")
+        if self._state is State.CLOSED or self._sandbox is None:
+            raise SessionStateError("the session is closed; open a new session")
+        return self._sandbox
+
+    # --- running -----------------------------------------------------------------------------
+    def run(
+        self,
+        code: str,
+        libraries: Sequence[str] | None = None,
+        timeout: float | None = None,
+        *,
+        stdin: str | bytes | None = None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+    ) -> ConsoleOutput:
+        """Run `code` in the session's language and return its output and exit code."""
+        if not isinstance(code, str):
+            raise ConfigurationError(f"code must be a string, got {type(code).__name__}")
+        with self._lock:
+            self._require_open()
+            if libraries:
+                self.install(libraries)
+            self._run_count += 1
+            handler = self.language_handler
+            source = handler.source_path(self._run_count)
+            plan = handler.command_plan(source)
+            files = {source: code.encode()}
+            env = handler.run_env(self.config.workdir)
+            deadline = self._deadline(timeout)
+            started = time.monotonic()
+            for argv in plan.compile:
+                result = self._execute(argv, deadline, started, files=files, env=env)
+                if result.exit_code != 0:
+                    return _replace(result, compile_failed=True)
+            result = self._execute(
+                plan.run, deadline, started, files=files, env=env, stdin=stdin,
+                on_stdout=on_stdout, on_stderr=on_stderr,
+            )
+            self._log("run %d finished: exit %d in %.3f s", self._run_count, result.exit_code,
+                      result.wall_time)
+            return result
+
+    def execute_command(
+        self,
+        command: str | Sequence[str],
+        timeout: float | None = None,
+        *,
+        workdir: str | None = None,
+        stdin: str | bytes | None = None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+    ) -> ConsoleOutput:
+        """Run a shell command line (`str`, through /bin/sh -c) or an argv (`list`)."""
+        if isinstance(command, str):
+            if not command.strip():
+                raise ConfigurationError("command is empty")
+            argv = ["/bin/sh", "-c", command]
+        else:
+            argv = list(command)
+            if not argv or not all(isinstance(a, str) for a in argv):
+                raise ConfigurationError("command must be a non-empty list of strings")
+        with self._lock:
+            self._require_open()
+            started = time.monotonic()
+            return self._execute(
+                argv, self._deadline(timeout), started, cwd=workdir, stdin=stdin,
+                on_stdout=on_stdout, on_stderr=on_stderr,
+            )
+
+    def install(self, libraries: Sequence[str], timeout: float | None = None) -> ConsoleOutput:
+        """Install libraries with the language's package manager, with the network on."""
+        if isinstance(libraries, str):
+            libraries = [libraries]
+        argv = self.language_handler.install_argv(list(libraries))
+        with self._lock:
+            self._require_open()
+            if timeout is None:
+                timeout = max(self.config.default_timeout or 0.0, INSTALL_TIMEOUT_FLOOR)
+            self._log("installing %s", ", ".join(libraries))
+            started = time.monotonic()
+            result = self._execute(
+                argv, self._deadline(timeout), started, network=True, writable_libs=True
+            )
+            if result.exit_code != 0:
+                raise PackageInstallError(
+                    f"installing {', '.join(libraries)} failed with exit code {result.exit_code}:"
+                    f" {result.stderr.strip()[-2000:]}",
+                    exit_code=result.exit_code,
+                    stdout=result.stdout,
+                    stderr=result.stderr,
+                )
+            return result
+
+    # --- files -------------------------------------------------------------------------------
+    def copy_to_runtime(self, src: str | os.PathLike[str], dest: str) -> None:
+        """Copy a host file or directory to `dest` (a path in the sandbox; relative to workdir)."""
+        target = self._sandbox_path(dest)
+        parent, name = posixpath.split(target)
+        data = archive.pack(src, name)
+        with self._lock:
+            sandbox = self._require_open()
+            self._mkdir(parent)
+            sandbox.put_archive(parent, data)
+            self._log("copied %s to %s", src, target)
+
+    def copy_from_runtime(self, src: str, dest: str | os.PathLike[str]) -> list[Path]:
+        """Copy a sandbox file or directory to the host path `dest`; returns the files written."""
+        with self._lock:
+            sandbox = self._require_open()
+            data = sandbox.get_archive(self._sandbox_path(src))
+        written = archive.extract_to(data, dest, max_bytes=self.config.limits.disk)
+        self._log("copied %s to %s", src, dest)
+        return written
+
+    def _sandbox_path(self, path: str) -> str:
+        if not isinstance(path, str) or not path:
+            raise ConfigurationError("a sandbox path must be a non-empty string")
+        return posixpath.normpath(posixpath.join(self.config.workdir, path))
+
+    def _mkdir(self, path: str) -> None:
+        result = self._execute(["mkdir", "-p", "--", path], self._deadline(None), time.monotonic())
+        if result.exit_code != 0:
+            raise SessionStateError(f"cannot create {path} in the sandbox: {result.stderr.strip()}")
+
+    # --- the one place output is collected ---------------------------------------------------
+    def _deadline(self, timeout: float | None) -> float | None:
+        check_timeout(timeout, "timeout")
+        limit = timeout if timeout is not None else self.config.run_timeout
+        deadline = None if limit is None else time.monotonic() + limit
+        if self._expires_at is not None:
+            deadline = self._expires_at if deadline is None else min(deadline, self._expires_at)
+        return deadline
+
+    def _execute(
+        self,
+        argv: Sequence[str],
+        deadline: float | None,
+        started: float,
+        *,
+        files: dict[str, bytes] | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: str | bytes | None = None,
+        network: bool = False,
+        writable_libs: bool = False,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+    ) -> ConsoleOutput:
+        sandbox = self._require_open()
+        request = ExecRequest(
+            argv=argv,
+            env=env or {},
+            cwd=self._sandbox_path(cwd) if cwd else None,
+            stdin=stdin.encode() if isinstance(stdin, str) else stdin,
+            files=files or {},
+            network=network,
+            writable_libs=writable_libs,
+        )
+        limit = self.config.limits.output
+        out = CappedStream("stdout", limit, on_stdout)
+        err = CappedStream("stderr", limit, on_stderr)
+        self._log("exec %s", " ".join(argv))
+        process = sandbox.exec(request)
+        try:
+            status = _drain(process, deadline, out, err)
+        except _Deadline:
+            process.kill()
+            raise self._timeout_error(deadline, started, out, err) from None
+        except BaseException:
+            process.kill()
+            raise
+        return ConsoleOutput(
+            exit_code=status.exit_code,
+            stdout=out.text(),
+            stderr=err.text(),
+            wall_time=time.monotonic() - started,
+            stdout_truncated=out.truncated,
+            stderr_truncated=err.truncated,
+            out_of_memory=status.out_of_memory,
+        )
+
+    def _timeout_error(
+        self, deadline: float | None, started: float, out: CappedStream, err: CappedStream
+    ) -> SandboxTimeoutError:
+        elapsed = (deadline or time.monotonic()) - started
+        expired = self._expires_at is not None and deadline == self._expires_at
+        if expired:
+            self._expire()
+            message = (
+                f"the session expired during the run (session_timeout="
+                f"{self.config.session_timeout} s); every process was killed and the sandbox "
+                "torn down"
+            )
+        else:
+            message = (
+                f"execution timed out after {elapsed:.1f} s and every process it started was "
+                "killed; pass timeout= (or execution_timeout=) to allow longer"
+            )
+        self._log("%s", message)
+        return SandboxTimeoutError(
+            message, timeout=elapsed, stdout=out.text(), stderr=err.text(), session_expired=expired
+        )
+
+    def _log(self, message: str, *args: object) -> None:
+        self.logger.log(logging.INFO if self.config.verbose else logging.DEBUG, message, *args)
+
+
+def _drain(
+    process: Process, deadline: float | None, out: CappedStream, err: CappedStream
+) -> ExitStatus:
+    while True:
+        remaining = _POLL_FOREVER if deadline is None else deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Deadline
+        chunk = process.read(remaining)
+        if chunk is None:
+            continue
+        stream, data = chunk
+        if stream == 0:
+            break
+        (out if stream == STDOUT else err).feed(data)
+    out.finish()
+    err.finish()
+    return process.wait()
+
+
+def _replace(result: ConsoleOutput, **changes: Any) -> ConsoleOutput:
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+def _ensure_visible(logger: logging.Logger) -> None:
+    """verbose=True must show something even when the application configured no logging."""
+    if logger.hasHandlers():
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
