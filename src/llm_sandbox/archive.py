@@ -169,7 +169,8 @@ def extract_to(
     A top-level symlink is refused (copy what it points to instead), and symlinks inside a
     copied directory must resolve inside that directory, not merely inside `dest_path`'s
     parent. All the `safe_extract` rules apply, and nothing is written if any member is
-    refused. Returns the paths written, in archive order.
+    refused. Returns the paths written: the entry itself first, then what it contains in
+    archive order.
     """
     with _open_archive(data, max_bytes) as tar:
         members = list(_read_members(tar))
@@ -192,7 +193,8 @@ def extract_to(
             for info, parts in members
             if parts  # a "./" member describes the parent directory, which is left alone
         ]
-        return _extract(tar, root, entries, max_bytes)
+        written = _extract(tar, root, entries, max_bytes)
+        return written if prefix else [target, *written]
 
 
 def _single_top(
@@ -213,7 +215,7 @@ def _check_dir_target(target: Path, top: str) -> None:
 
 
 def _link_parts(info: tarfile.TarInfo) -> Parts | None:
-    return _split_name(info.linkname, info.name) if info.islnk() else None
+    return _split_name(info.linkname, info.name, "hard link target") if info.islnk() else None
 
 
 def _relocated_link(info: tarfile.TarInfo, top: str, prefix: Parts) -> Parts | None:
@@ -271,15 +273,15 @@ def _read_members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, Parts
         yield info, _split_name(info.name, info.name)
 
 
-def _split_name(name: str, member: str) -> Parts:
+def _split_name(name: str, member: str, what: str = "path") -> Parts:
     """Split a member name (or hard-link target) into components, refusing escapes."""
     if "\0" in name:
-        raise _refuse(member, "a name contains a NUL byte")
+        raise _refuse(member, f"NUL byte in {what} {name!r}")
     if name.startswith("/"):
-        raise _refuse(member, f"absolute path {name!r}")
+        raise _refuse(member, f"absolute {what} {name!r}")
     parts = tuple(part for part in name.split("/") if part not in ("", "."))
     if ".." in parts:
-        raise _refuse(member, f"'..' component in {name!r}")
+        raise _refuse(member, f"'..' component in {what} {name!r}")
     return parts
 
 

@@ -60,7 +60,15 @@ class ResourceLimits:
     """Bytes kept per output stream per run; the rest is dropped and the result says so."""
 
     def __post_init__(self) -> None:
-        for name in ("memory", "processes", "cpu_time", "file_size", "disk", "open_files", "output"):
+        for name in (
+            "memory",
+            "processes",
+            "cpu_time",
+            "file_size",
+            "disk",
+            "open_files",
+            "output",
+        ):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ConfigurationError(
@@ -165,7 +173,9 @@ class SessionConfig:
     @property
     def run_timeout(self) -> float | None:
         """The timeout of one run: `execution_timeout`, else `default_timeout`."""
-        return self.execution_timeout if self.execution_timeout is not None else self.default_timeout
+        return (
+            self.execution_timeout if self.execution_timeout is not None else self.default_timeout
+        )
 
     @classmethod
     def build(cls, options: Mapping[str, Any]) -> SessionConfig:

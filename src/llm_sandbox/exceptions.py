@@ -2,11 +2,11 @@
 
 ```
 SandboxError
-├── ConfigurationError (ValueError)        an option is unknown, malformed or does not apply
+├── ConfigurationError (ValueError)        an option is unknown, malformed or inapplicable
 │   ├── LanguageNotSupportedError          `lang` names no registered handler
 │   └── InvalidPackageError                a library name that could smuggle options or shell
-├── UnsafeArchiveError (ValueError)        a tar stream from a sandbox tried to escape its target
-├── BackendUnavailableError (RuntimeError) the backend cannot run here (tool, extra, daemon missing)
+├── UnsafeArchiveError (ValueError)        a tar stream from a sandbox tried to escape
+├── BackendUnavailableError (RuntimeError) the backend cannot run here (tool/extra/daemon)
 │   └── ControlUnavailableError            a requested isolation control cannot be applied (fail closed)
 ├── SessionStateError (RuntimeError)       run before open, run after close, ...
 ├── SandboxTimeoutError (TimeoutError)     a run or the session ran out of time; everything was killed

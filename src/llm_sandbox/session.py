@@ -84,9 +84,7 @@ class SandboxSession:
         kube_namespace: str | None = None,
         **unknown: Any,
     ) -> None:
-        options = {
-            key: value for key, value in locals().items() if key not in ("self", "unknown")
-        }
+        options = {key: value for key, value in locals().items() if key not in ("self", "unknown")}
         options.update(unknown)
         if security_policy is not None:
             raise ConfigurationError(
@@ -122,8 +120,12 @@ class SandboxSession:
             backend = load_backend(self.config.backend)
             self._sandbox = backend.open(self.config, self.language_handler.runtime_needs())
             self._state = State.OPEN
-            self._log("opened %s sandbox for %s in %.3f s", backend.name, self.config.lang,
-                      time.monotonic() - started)
+            self._log(
+                "opened %s sandbox for %s in %.3f s",
+                backend.name,
+                self.config.lang,
+                time.monotonic() - started,
+            )
             if self.config.session_timeout is not None:
                 self._expires_at = time.monotonic() + self.config.session_timeout
                 self._expiry_timer = threading.Timer(self.config.session_timeout, self._expire)
@@ -148,8 +150,10 @@ class SandboxSession:
     def _expire(self) -> None:
         with self._lock:
             if self._state is State.OPEN:
-                self._log("session_timeout of %.1f s passed; tearing the sandbox down",
-                          self.config.session_timeout)
+                self._log(
+                    "session_timeout of %.1f s passed; tearing the sandbox down",
+                    self.config.session_timeout,
+                )
                 self._teardown()
                 self._state = State.EXPIRED
 
@@ -166,9 +170,9 @@ class SandboxSession:
         self.close()
 
     def _require_open(self) -> Sandbox:
-        if self._state is State.OPEN and self._expires_at is not None:
-            if time.monotonic() >= self._expires_at:
-                self._expire()
+        expired = self._expires_at is not None and time.monotonic() >= self._expires_at
+        if self._state is State.OPEN and expired:
+            self._expire()
         if self._state is State.EXPIRED:
             raise SandboxTimeoutError(
                 f"the session expired: session_timeout={self.config.session_timeout} s passed "
@@ -213,11 +217,21 @@ class SandboxSession:
                 if result.exit_code != 0:
                     return _replace(result, compile_failed=True)
             result = self._execute(
-                plan.run, deadline, started, files=files, env=env, stdin=stdin,
-                on_stdout=on_stdout, on_stderr=on_stderr,
+                plan.run,
+                deadline,
+                started,
+                files=files,
+                env=env,
+                stdin=stdin,
+                on_stdout=on_stdout,
+                on_stderr=on_stderr,
             )
-            self._log("run %d finished: exit %d in %.3f s", self._run_count, result.exit_code,
-                      result.wall_time)
+            self._log(
+                "run %d finished: exit %d in %.3f s",
+                self._run_count,
+                result.exit_code,
+                result.wall_time,
+            )
             return result
 
     def execute_command(
@@ -243,8 +257,13 @@ class SandboxSession:
             self._require_open()
             started = time.monotonic()
             return self._execute(
-                argv, self._deadline(timeout), started, cwd=workdir, stdin=stdin,
-                on_stdout=on_stdout, on_stderr=on_stderr,
+                argv,
+                self._deadline(timeout),
+                started,
+                cwd=workdir,
+                stdin=stdin,
+                on_stdout=on_stdout,
+                on_stderr=on_stderr,
             )
 
     def install(self, libraries: Sequence[str], timeout: float | None = None) -> ConsoleOutput:

@@ -59,7 +59,8 @@ ENV_CACHE_DIR: Final = "LLM_SANDBOX_CACHE_DIR"
 
 _OUTPUT_TAIL_LINES: Final = 25
 _CHROOT_ENV: Final = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
-#: Paths (relative to the root filesystem) emptied before packing: caches, logs, host files.
+#: Globs (relative to the root filesystem) removed before packing: apt caches and package lists,
+#: logs, manuals and message translations (the images run with ``LANG=C.UTF-8``).
 _ROOTFS_JUNK: Final = (
     "var/cache/apt/archives/*.deb",
     "var/cache/apt/*.bin",
@@ -68,6 +69,7 @@ _ROOTFS_JUNK: Final = (
     "var/log/apt/*",
     "usr/share/man/*",
     "usr/share/info/*",
+    "usr/share/locale/*/LC_MESSAGES/*",
 )
 _TAR_EXCLUDES: Final = ("./dev/*", "./proc/*", "./sys/*", "./run/*")
 _DEB_LINE: Final = re.compile(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)")

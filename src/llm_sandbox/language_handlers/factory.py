@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from typing import ClassVar
 
 from llm_sandbox.exceptions import LanguageNotSupportedError
 from llm_sandbox.language_handlers.base import AbstractLanguageHandler
@@ -16,7 +17,7 @@ _BUILTIN = {
 class LanguageHandlerFactory:
     """Maps a language name to its handler class."""
 
-    _handlers: dict[str, type[AbstractLanguageHandler]] = {}
+    _handlers: ClassVar[dict[str, type[AbstractLanguageHandler]]] = {}
 
     @classmethod
     def register_handler(cls, name: str, handler: type[AbstractLanguageHandler]) -> None:

@@ -102,7 +102,9 @@ def holder_argv(bwrap: str, paths: SessionPaths, disk_bytes: int, status_fd: int
     argv += ["--size", str(disk_bytes), "--tmpfs", paths.fs]
     for area in AREAS:
         argv += ["--dir", paths.area(area)]
-    argv += ["--json-status-fd", str(status_fd), "--", "cat"]
+    # The holder says "ready" once its mounts are in place (bwrap reports its pid earlier,
+    # while the namespace is still being assembled), then waits for stdin to close.
+    argv += ["--json-status-fd", str(status_fd), "--", "sh", "-c", "echo ready && exec cat"]
     return argv
 
 

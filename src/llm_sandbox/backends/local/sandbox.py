@@ -50,7 +50,9 @@ READ_SIZE = 65536
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def plan_limits(host: LocalHost, limits: ResourceLimits) -> tuple[CgroupLimits | None, dict[str, int]]:
+def plan_limits(
+    host: LocalHost, limits: ResourceLimits
+) -> tuple[CgroupLimits | None, dict[str, int]]:
     """Split limits into what a cgroup enforces and what rlimits enforce; refuse the rest."""
     have = host.cgroup_controllers
     rlimits = {"core": 0, "nofile": limits.open_files}
@@ -112,7 +114,7 @@ class LocalSandbox(TarOverExec):
             self._holder = subprocess.Popen(
                 argv,
                 stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 pass_fds=(status_w,),
                 env={"PATH": BASE_PATH},
@@ -121,10 +123,15 @@ class LocalSandbox(TarOverExec):
             os.close(status_w)
         with os.fdopen(status_r, "rb") as status:
             line = _read_status_line(status, START_TIMEOUT)
-        if line is None or "child-pid" not in line:
-            stderr = self._holder.stderr.read().decode(errors="replace") if self._holder.stderr else ""
-            raise SandboxRuntimeError(f"the sandbox session holder failed to start: {stderr.strip()}")
-        self._holder_pid = int(line["child-pid"])
+        assert self._holder.stdout is not None
+        assert self._holder.stderr is not None
+        ready = line is not None and "child-pid" in line and _read_ready(self._holder.stdout)
+        if not ready or line is None:
+            self._holder.kill()
+            self._holder.wait()
+            stderr = self._holder.stderr.read().decode(errors="replace").strip()
+            raise SandboxRuntimeError(f"the sandbox session holder failed to start: {stderr}")
+        self._holder_pid = int(str(line["child-pid"]))
         logger.debug("session holder pid %d, state %s", self._holder_pid, self._paths.state)
 
     def close(self) -> None:
@@ -136,7 +143,7 @@ class LocalSandbox(TarOverExec):
             with contextlib.suppress(OSError):
                 holder.kill()
             holder.wait()
-            for stream in (holder.stdin, holder.stderr):
+            for stream in (holder.stdin, holder.stdout, holder.stderr):
                 if stream is not None:
                     stream.close()
         _remove_state(self._paths)
@@ -145,9 +152,11 @@ class LocalSandbox(TarOverExec):
     def exec(self, request: ExecRequest) -> Process:
         if self._closed:
             raise SessionStateError("the sandbox is closed")
-        cgroup = self._host.cgroups.create(self._cgroup_limits) if (
-            self._host.cgroups and self._cgroup_limits
-        ) else None
+        cgroup = (
+            self._host.cgroups.create(self._cgroup_limits)
+            if (self._host.cgroups and self._cgroup_limits)
+            else None
+        )
         try:
             return _LocalProcess.start(self, request, cgroup)
         except BaseException:
@@ -216,7 +225,7 @@ class _Fds:
 def _write_all(fd: int, content: bytes) -> None:
     view = memoryview(content)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 class _LocalProcess(Process):
@@ -286,7 +295,7 @@ class _LocalProcess(Process):
                 "bubblewrap failed to start the sandbox: "
                 + (stderr or b"").decode(errors="replace").strip()
             )
-        self._child_pid = int(line["child-pid"])
+        self._child_pid = int(str(line["child-pid"]))
         if self._cgroup is not None:
             self._cgroup.attach(self._popen.pid)
             self._cgroup.attach(self._child_pid)
@@ -355,7 +364,7 @@ class _LocalProcess(Process):
 def _stdin_file(data: bytes | None) -> IO[bytes] | None:
     if data is None:
         return None
-    f = tempfile.TemporaryFile()
+    f = tempfile.TemporaryFile()  # noqa: SIM115 - handed to Popen, closed by the caller
     f.write(data)
     f.seek(0)
     return f
@@ -372,6 +381,14 @@ def _read_status_line(status: IO[bytes], timeout: float) -> dict[str, object] | 
         return None
     parsed: dict[str, object] = json.loads(line)
     return parsed
+
+
+def _read_ready(stdout: IO[bytes]) -> bool:
+    with selectors.DefaultSelector() as selector:
+        selector.register(stdout, selectors.EVENT_READ)
+        if not selector.select(START_TIMEOUT):
+            return False
+    return stdout.readline() == b"ready\n"
 
 
 def _status_lines(status: IO[bytes]) -> list[dict[str, object]]:

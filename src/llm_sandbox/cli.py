@@ -1,0 +1,109 @@
+"""The `llm-sandbox` command: run code in a sandbox, and report what this machine enforces."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from llm_sandbox.config import SandboxBackend
+from llm_sandbox.exceptions import SandboxError, SandboxTimeoutError
+
+TIMEOUT_EXIT = 124
+ERROR_EXIT = 125
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-sandbox", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run code in a sandbox; exits with the program's status")
+    run.add_argument("--lang", default="python", help="language (default: python)")
+    run.add_argument("--backend", choices=[b.value for b in SandboxBackend], default=None)
+    run.add_argument("--timeout", type=float, default=None, help="seconds before the run is killed")
+    run.add_argument("--network", action="store_true", help="let the code use the network")
+    run.add_argument("--image", default=None, help="container image (docker/podman)")
+    run.add_argument("-v", "--verbose", action="store_true", help="log each step to stderr")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("-c", dest="code", help="the code to run")
+    source.add_argument("file", nargs="?", help="a file with the code, or - for standard input")
+
+    doctor = commands.add_parser("doctor", help="show which controls each backend enforces here")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _read_code(args: argparse.Namespace) -> str:
+    if args.code is not None:
+        return str(args.code)
+    if args.file == "-":
+        return sys.stdin.read()
+    with open(args.file, encoding="utf-8") as f:
+        return f.read()
+
+
+def _write(stream: object) -> object:
+    def emit(text: str) -> None:
+        stream.write(text)  # type: ignore[attr-defined]
+        stream.flush()  # type: ignore[attr-defined]
+
+    return emit
+
+
+def _run(args: argparse.Namespace) -> int:
+    from llm_sandbox.session import SandboxSession
+
+    code = _read_code(args)
+    options: dict[str, object] = {"backend": args.backend, "verbose": args.verbose}
+    if args.network:
+        options["network"] = True
+    if args.image:
+        options["image"] = args.image
+    with SandboxSession(lang=args.lang, **options) as session:  # type: ignore[arg-type]
+        try:
+            result = session.run(
+                code,
+                timeout=args.timeout,
+                on_stdout=_write(sys.stdout),  # type: ignore[arg-type]
+                on_stderr=_write(sys.stderr),  # type: ignore[arg-type]
+            )
+        except SandboxTimeoutError as exc:
+            print(f"llm-sandbox: {exc}", file=sys.stderr)
+            return TIMEOUT_EXIT
+    if result.truncated:
+        print("llm-sandbox: output was truncated at the output limit", file=sys.stderr)
+    if result.out_of_memory:
+        print("llm-sandbox: the program was killed for exceeding its memory limit", file=sys.stderr)
+    return result.exit_code
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from llm_sandbox.doctor import format_reports, run_doctor
+
+    reports = run_doctor()
+    if args.json:
+        print(json.dumps([asdict(r) for r in reports], indent=2))
+    else:
+        print(format_reports(reports))
+    return 0 if any(r.usable for r in reports) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        return _doctor(args)
+    except SandboxError as exc:
+        print(f"llm-sandbox: {exc}", file=sys.stderr)
+        return ERROR_EXIT
+    except FileNotFoundError as exc:
+        print(f"llm-sandbox: {exc}", file=sys.stderr)
+        return ERROR_EXIT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""`llm-sandbox doctor`: what each backend can enforce on this machine, measured by probing.
+
+Each check runs real code inside a real sandbox and reads the answer from the kernel
+(/proc/self/status, the network devices, the pid namespace); nothing is inferred from config.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from llm_sandbox.config import SandboxBackend
+from llm_sandbox.exceptions import SandboxError
+
+_PROBE = r"""
+import json, os
+status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines() if ":" in l)
+devs = [l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]]
+try:
+    open("/probe-root-write", "w"); root_ro = False
+except OSError:
+    root_ro = True
+print(json.dumps({
+    "uid": os.getuid(),
+    "cap_eff": status["CapEff"].strip(),
+    "no_new_privs": status.get("NoNewPrivs", "").strip() == "1",
+    "seccomp": status.get("Seccomp", "").strip() == "2",
+    "net_devices": devs,
+    "pid1": open("/proc/1/cmdline").read().split("\0")[0],
+    "root_read_only": root_ro,
+    "home_visible": os.path.exists("/home") and bool(os.listdir("/home")),
+}))
+"""
+
+
+@dataclass
+class BackendReport:
+    backend: str
+    usable: bool
+    error: str = ""
+    controls: dict[str, object] = field(default_factory=dict)
+
+
+def _probe_session(backend: SandboxBackend) -> dict[str, object]:
+    from llm_sandbox.session import SandboxSession
+
+    with SandboxSession(lang="python", backend=backend) as session:
+        result = session.run(_PROBE, timeout=60)
+        if result.exit_code != 0:
+            raise SandboxError(f"probe failed: {result.stderr.strip()}")
+        found: dict[str, object] = json.loads(result.stdout)
+        return found
+
+
+def _local_extras() -> dict[str, object]:
+    from llm_sandbox.backends.local.host import probe
+    from llm_sandbox.backends.local.sandbox import plan_limits
+    from llm_sandbox.config import ResourceLimits
+
+    host = probe()
+    limits: dict[str, object] = {
+        "cgroup_version": host.cgroups.version if host.cgroups else None,
+        "cgroup_controllers": sorted(host.cgroup_controllers),
+        "bwrap": host.bwrap,
+    }
+    try:
+        cgroup_limits, rlimits = plan_limits(host, ResourceLimits())
+        limits["memory_limit_by"] = "cgroup" if cgroup_limits and cgroup_limits.memory else "rlimit"
+        limits["process_limit_by"] = (
+            "cgroup" if cgroup_limits and cgroup_limits.processes else "rlimit"
+        )
+        limits["rlimits"] = sorted(rlimits)
+    except SandboxError as exc:
+        limits["limits_error"] = str(exc)
+    return limits
+
+
+def _summarise(raw: dict[str, object]) -> dict[str, object]:
+    devices = raw.get("net_devices") or []
+    assert isinstance(devices, list)
+    return {
+        "non_root_user": raw.get("uid") != 0,
+        "capabilities_dropped": raw.get("cap_eff") == "0000000000000000",
+        "seccomp_filter": raw.get("seccomp"),
+        "no_new_privileges": raw.get("no_new_privs"),
+        "network_isolated": set(devices) <= {"lo"},
+        "read_only_root": raw.get("root_read_only"),
+        "host_home_hidden": not raw.get("home_visible"),
+        "own_pid_namespace": raw.get("pid1") != "/sbin/init",
+    }
+
+
+def check(
+    backend: SandboxBackend, extras: Callable[[], dict[str, object]] | None = None
+) -> BackendReport:
+    try:
+        controls = _summarise(_probe_session(backend))
+        if extras is not None:
+            controls.update(extras())
+    except SandboxError as exc:
+        return BackendReport(backend.value, usable=False, error=str(exc))
+    return BackendReport(backend.value, usable=True, controls=controls)
+
+
+def run_doctor() -> list[BackendReport]:
+    reports = [check(SandboxBackend.LOCAL, _local_extras)]
+    for backend in (SandboxBackend.DOCKER, SandboxBackend.PODMAN, SandboxBackend.KUBERNETES):
+        reports.append(check(backend))
+    return reports
+
+
+def format_reports(reports: list[BackendReport]) -> str:
+    lines: list[str] = []
+    for report in reports:
+        mark = "usable" if report.usable else "NOT usable"
+        lines.append(f"{report.backend}: {mark}")
+        if report.error:
+            lines.append(f"  reason: {report.error}")
+        for name, value in report.controls.items():
+            shown = (
+                {True: "yes", False: "NO"}.get(value, value) if isinstance(value, bool) else value
+            )
+            lines.append(f"  {name:22} {shown}")
+    return "\n".join(lines)
