@@ -124,22 +124,26 @@ start_docker() {
     step "dockerd: started (pid $pid, log $DOCKERD_LOG)"
 }
 
+# Hard limit of ulimit option $1 as a number ("unlimited" becomes $2).
 hard_limit() {
     local value
     value="$(ulimit -H "$1")"
-    [[ "$value" == unlimited ]] || printf '%s' "$value"
+    [[ "$value" == unlimited ]] && value="$2"
+    printf '%s' "$value"
 }
 
 # Set runtime and default_ulimits in containers.conf, keeping every other line.
+# Podman lowers its own RLIMIT_NPROC to kernel.pid_max at start-up, and without
+# CAP_SYS_RESOURCE runc cannot give a container more than podman has: cap nproc there too.
 # Prints "changed"/"unchanged".
 merge_containers_conf() {
-    local nofile nproc ulimits=()
-    nofile="$(hard_limit -n)"
-    nproc="$(hard_limit -u)"
-    [[ -n "$nofile" ]] && ulimits+=("nofile=$nofile:$nofile")
-    [[ -n "$nproc" ]] && ulimits+=("nproc=$nproc:$nproc")
+    local nofile nproc pid_max
+    nofile="$(hard_limit -n "$(cat /proc/sys/fs/nr_open)")"
+    pid_max="$(cat /proc/sys/kernel/pid_max)"
+    nproc="$(hard_limit -u "$pid_max")"
+    ((nproc <= pid_max)) || nproc="$pid_max"
     mkdir -p "$(dirname "$CONTAINERS_CONF")"
-    python3 - "$CONTAINERS_CONF" "${ulimits[@]}" <<'PY'
+    python3 - "$CONTAINERS_CONF" "nofile=$nofile:$nofile" "nproc=$nproc:$nproc" <<'PY'
 import json, os, re, sys
 
 path, ulimits = sys.argv[1], sys.argv[2:]
@@ -238,7 +242,7 @@ main() {
     step "docker daemon.json: runsc runtime (--network=none) $state"
     start_docker "$state"
     state="$(merge_containers_conf)" || die "could not update $CONTAINERS_CONF"
-    step "podman containers.conf: runtime=runc, ulimits at hard limits, $state"
+    step "podman containers.conf: runtime=runc, default_ulimits within hard limits, $state"
     podman info --format '{{.Host.OCIRuntime.Name}}' 2>/dev/null | grep -qx runc \
         || die "podman does not accept $CONTAINERS_CONF (try: podman info)"
     start_podman "$state"

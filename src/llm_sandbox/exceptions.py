@@ -7,11 +7,11 @@ SandboxError
 │   └── InvalidPackageError                a library name that could smuggle options or shell
 ├── UnsafeArchiveError (ValueError)        a tar stream from a sandbox tried to escape
 ├── BackendUnavailableError (RuntimeError) the backend cannot run here (tool/extra/daemon)
-│   └── ControlUnavailableError            a requested isolation control cannot be applied (fail closed)
+│   └── ControlUnavailableError            a requested control cannot be applied (fail closed)
 ├── SessionStateError (RuntimeError)       run before open, run after close, ...
-├── SandboxTimeoutError (TimeoutError)     a run or the session ran out of time; everything was killed
+├── SandboxTimeoutError (TimeoutError)     a run or the session ran out of time; all killed
 ├── SandboxRuntimeError (RuntimeError)     the sandbox itself failed (not the user's program)
-└── PackageInstallError                    installing libraries failed (exit code and output attached)
+└── PackageInstallError                    installing libraries failed (exit code, output kept)
 ```
 
 A program that exits non-zero is *not* an error: its exit code is reported in the result.
