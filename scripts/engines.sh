@@ -18,7 +18,7 @@ DOCKER_DAEMON_JSON=/etc/docker/daemon.json
 CONTAINERS_CONF=/etc/containers/containers.conf
 DOCKERD_LOG=/var/log/dockerd.log
 PODMAN_LOG=/var/log/podman-service.log
-PACKAGES=(docker.io podman runc runsc debootstrap curl)
+PACKAGES=(docker.io podman catatonit runc runsc debootstrap curl)
 
 step() { printf '[engines] %s\n' "$*"; }
 die() { printf '[engines] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -29,6 +29,16 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("-c", dest="code", help="the code to run")
     source.add_argument("file", nargs="?", help="a file with the code, or - for standard input")
 
+    images = commands.add_parser("images", help="build the default container images")
+    images_commands = images.add_subparsers(dest="images_command", required=True)
+    build = images_commands.add_parser("build", help="build default images (offline if needed)")
+    build.add_argument("langs", nargs="*", help="languages (default: python)")
+    build.add_argument("--engine", choices=["docker", "podman"], default="docker")
+    build.add_argument("--if-missing", action="store_true", help="skip images that exist")
+
+    gc = commands.add_parser("gc", help="remove sandboxes left behind by crashed callers")
+    gc.add_argument("--all", action="store_true", help="remove every llm-sandbox container")
+
     doctor = commands.add_parser("doctor", help="show which controls each backend enforces here")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
@@ -91,16 +101,36 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if any(r.usable for r in reports) else 1
 
 
+def _images(args: argparse.Namespace) -> int:
+    from llm_sandbox.images import build_image, image_exists, image_for
+
+    for lang in args.langs or ["python"]:
+        if args.if_missing and image_exists(image_for(lang), args.engine):
+            print(f"{image_for(lang)} already exists in {args.engine}")
+            continue
+        build_image(lang, args.engine, progress=lambda line: print(line, flush=True))
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from llm_sandbox.gc import collect
+
+    removed = collect(all_=args.all)
+    for line in removed:
+        print(f"removed {line}")
+    print(f"{len(removed)} removed")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {"run": _run, "doctor": _doctor, "images": _images, "gc": _gc}
     try:
-        if args.command == "run":
-            return _run(args)
-        return _doctor(args)
+        return commands[args.command](args)
     except SandboxError as exc:
         print(f"llm-sandbox: {exc}", file=sys.stderr)
         return ERROR_EXIT
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, RuntimeError, ValueError) as exc:
         print(f"llm-sandbox: {exc}", file=sys.stderr)
         return ERROR_EXIT
 

@@ -2,11 +2,11 @@
 
 Two ways to the same image (see :mod:`llm_sandbox.images.recipes` for the contract):
 
-* **offline** -- ``debootstrap --variant=minbase`` a Debian root filesystem with the recipe's
-  packages, add the ``sandbox`` user inside it (``chroot``), strip caches, pack it as a tarball and
-  ``<engine> import`` it. Needs root and ``debootstrap``, but no container registry. The tarball is
-  cached (see :func:`cache_dir`), so building the same language for a second engine skips
-  debootstrap.
+* **offline** -- ``debootstrap --variant=minbase`` a Debian root filesystem, ``apt-get install``
+  the recipe's packages and add the ``sandbox`` user inside it (``chroot``), strip caches, pack it
+  as a tarball and ``<engine> import`` it. Needs root, ``debootstrap`` and a Debian mirror, but
+  no container registry. The tarball is cached (see :func:`cache_dir`), so building the same
+  language for a second engine skips all of that.
 * **online** -- ``<engine> build`` a generated Dockerfile ``FROM`` the recipe's official image.
 
 ``offline=None`` picks online only when that can work: the base image is already present locally,
@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Final
 
 from llm_sandbox.images.recipes import (
+    COMMON_DEBIAN_PACKAGES,
     DEBIAN_SUITE,
     DEFAULT_COMMAND,
     DEFAULT_DEBIAN_MIRROR,
@@ -51,14 +53,18 @@ Progress = Callable[[str], None]
 ENGINES: Final = ("docker", "podman")
 REGISTRY_PROBE_SECONDS: Final = 2.0
 #: Bump when the way a root filesystem is prepared changes (invalidates cached tarballs).
-ROOTFS_FORMAT: Final = 1
+ROOTFS_FORMAT: Final = 2
 LABEL_PREFIX: Final = "io.llm-sandbox"
 ENV_BUILD_MODE: Final = "LLM_SANDBOX_IMAGE_BUILD"
 ENV_MIRROR: Final = "LLM_SANDBOX_DEBIAN_MIRROR"
 ENV_CACHE_DIR: Final = "LLM_SANDBOX_CACHE_DIR"
 
 _OUTPUT_TAIL_LINES: Final = 25
-_CHROOT_ENV: Final = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+_CHROOT_ENV: Final = {
+    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C",
+    "DEBIAN_FRONTEND": "noninteractive",
+}
 #: Globs (relative to the root filesystem) removed before packing: apt caches and package lists,
 #: logs, manuals and message translations (the images run with ``LANG=C.UTF-8``).
 _ROOTFS_JUNK: Final = (
@@ -328,8 +334,10 @@ def _make_rootfs_tarball(recipe: Recipe, target: Path, say: Progress, mirror: st
     work = Path(tempfile.mkdtemp(prefix=f".rootfs-{recipe.language}-", dir=target.parent))
     try:
         rootfs = work / "rootfs"
-        _debootstrap(recipe, rootfs, mirror, say)
-        _set_up_rootfs(rootfs, say)
+        _debootstrap(rootfs, mirror, say)
+        _apt_install(rootfs, recipe.all_debian_packages, say)
+        _add_sandbox_user(rootfs, say)
+        _strip(rootfs, say)
         partial = work / "rootfs.tar"
         say(f"packing {target.name}")
         excludes = [f"--exclude={pattern}" for pattern in _TAR_EXCLUDES]
@@ -354,25 +362,42 @@ def _check_can_debootstrap() -> None:
         )
 
 
-def _debootstrap(recipe: Recipe, rootfs: Path, mirror: str, say: Progress) -> None:
-    packages = recipe.all_debian_packages
-    say(f"debootstrap {DEBIAN_SUITE} from {mirror} with {', '.join(packages)}")
-    command = [
-        "debootstrap",
-        "--variant=minbase",
-        f"--include={','.join(packages)}",
-        DEBIAN_SUITE,
-        str(rootfs),
-        mirror,
-    ]
-    _run(command, say)
+def _debootstrap(rootfs: Path, mirror: str, say: Progress) -> None:
+    """A minimal Debian system; the recipe's packages come next, through apt.
+
+    debootstrap's own dependency resolver ignores virtual packages (``npm`` in bookworm needs
+    ``node-has``, provided only by ``node-function-bind``), so it installs just the basics.
+    """
+    say(f"debootstrap {DEBIAN_SUITE} (minbase) from {mirror}")
+    include = ",".join(COMMON_DEBIAN_PACKAGES)
+    command = ["debootstrap", "--variant=minbase", f"--include={include}", DEBIAN_SUITE]
+    try:
+        _run([*command, str(rootfs), mirror], say)
+    except ImageBuildError as exc:
+        log = _tail(rootfs / "debootstrap" / "debootstrap.log")
+        if not log:
+            raise
+        raise ImageBuildError(
+            "debootstrap failed", command=exc.command, output_tail=f"{exc.output_tail}\n{log}"
+        ) from exc
 
 
-def _set_up_rootfs(rootfs: Path, say: Progress) -> None:
+def _apt_install(rootfs: Path, packages: Sequence[str], say: Progress) -> None:
+    say(f"apt-get install {' '.join(packages)}")
+    script = "apt-get update -q && apt-get install -y -q --no-install-recommends " + shlex.join(
+        packages
+    )
+    with _proc_mounted(rootfs, say):
+        _chroot(rootfs, script, say)
+
+
+def _add_sandbox_user(rootfs: Path, say: Progress) -> None:
     say(f"adding user uid {SANDBOX_UID} and {SANDBOX_HOME}")
-    script = "set -eu\n" + "\n".join(SETUP_COMMANDS)
-    _run(["chroot", str(rootfs), "/bin/sh", "-c", script], say, env=dict(_CHROOT_ENV))
-    say("removing apt caches, logs and manuals")
+    _chroot(rootfs, "set -eu\n" + "\n".join(SETUP_COMMANDS), say)
+
+
+def _strip(rootfs: Path, say: Progress) -> None:
+    say("removing apt caches, package lists, logs, manuals and translations")
     for pattern in _ROOTFS_JUNK:
         for path in rootfs.glob(pattern):
             _remove_path(path)
@@ -380,6 +405,25 @@ def _set_up_rootfs(rootfs: Path, say: Progress) -> None:
     for name in ("etc/resolv.conf", "etc/hostname"):
         (rootfs / name).unlink(missing_ok=True)
         (rootfs / name).touch()
+
+
+def _chroot(rootfs: Path, script: str, say: Progress) -> None:
+    _run(["chroot", str(rootfs), "/bin/sh", "-c", script], say, env=dict(_CHROOT_ENV))
+
+
+@contextlib.contextmanager
+def _proc_mounted(rootfs: Path, say: Progress) -> Iterator[None]:
+    """``/proc`` inside ``rootfs`` while package scripts run (some, e.g. Java's, need it)."""
+    proc = rootfs / "proc"
+    _run(["mount", "-t", "proc", "proc", str(proc)], say)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(proc)], check=False, capture_output=True)
+
+
+def _tail(path: Path, lines: int = _OUTPUT_TAIL_LINES) -> str:
+    return "\n".join(_read(path).splitlines()[-lines:])
 
 
 def _remove_path(path: Path) -> None:

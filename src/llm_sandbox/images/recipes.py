@@ -3,8 +3,8 @@
 Pure data, no side effects. Every language has one image *we* own, built one of two ways by
 :mod:`llm_sandbox.images.builder`:
 
-* offline: a Debian ``bookworm`` root filesystem from ``debian_packages`` (debootstrap), imported
-  into the engine -- works without any container registry;
+* offline: a Debian ``bookworm`` root filesystem (debootstrap, then apt) with
+  ``debian_packages``, imported into the engine -- works without any container registry;
 * online: ``FROM online_base`` (an official image) plus the same run-time set-up.
 
 Image naming

@@ -7,9 +7,10 @@ import os
 import sys
 
 from llm_sandbox.backends.base import LIBS_DIR, RuntimeNeeds
+from llm_sandbox.images.builder import image_for
 from llm_sandbox.language_handlers.base import AbstractLanguageHandler, LanguageConfig
 
-DEFAULT_IMAGE = "localhost/llm-sandbox-python:1"
+DEFAULT_IMAGE = image_for("python")
 
 
 def host_python_prefix() -> str:

@@ -101,6 +101,8 @@ class LocalSandbox(TarOverExec):
 
     # --- lifecycle ---------------------------------------------------------------------------
     def _write_etc(self) -> None:
+        with open(f"{self._paths.state}/owner", "w") as f:
+            f.write(str(os.getpid()))
         os.mkdir(self._paths.etc, 0o755)
         os.mkdir(self._paths.fs, 0o700)
         for name, text in bwrap.etc_files(self._config.workdir).items():

@@ -1,0 +1,474 @@
+"""What Docker and Podman share: container spec, exec protocol, kill-everything, file transfer.
+
+An engine module (docker.py, podman.py) only adapts its SDK to the small `Engine` interface;
+everything else is here, once.
+
+How a run works in a container:
+
+* The container's pid 1 is an init (reaps zombies) running `sleep infinity` as root with no
+  capabilities; the code runs through `exec` as the sandbox user, so it cannot signal pid 1.
+* One exec per run: a small `sh` wrapper first writes the run's files from stdin (`head -c N`),
+  then runs the program, then SIGKILLs every other process of the sandbox user — background
+  daemons do not outlive their run — and exits with the program's status.
+* On timeout a second exec runs the same kill loop, so everything the run started is dead
+  before the timeout is reported.
+* Output arrives on the exec's hijacked socket as Docker's multiplexed frames (8-byte header:
+  stream, 3 zero bytes, big-endian length); we read them with select() and a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import selectors
+import socket
+import struct
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_sandbox.backends.base import (
+    STDERR,
+    STDOUT,
+    SUPPORT_DIR,
+    ExecRequest,
+    ExitStatus,
+    Process,
+    RuntimeNeeds,
+)
+from llm_sandbox.backends.tarexec import TarOverExec
+from llm_sandbox.config import ResourceLimits, SessionConfig, parse_size
+from llm_sandbox.exceptions import ConfigurationError, SandboxRuntimeError, SessionStateError
+
+logger = logging.getLogger("llm_sandbox")
+
+LABEL = "io.llm-sandbox"
+SANDBOX_USER = "1000:1000"
+READ_SIZE = 65536
+
+# Accepted runtime_config keys (Docker SDK vocabulary; the Podman adapter translates).
+RUNTIME_KEYS = (
+    "cap_add",
+    "cap_drop",
+    "cpu_count",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_shares",
+    "dns",
+    "environment",
+    "mem_limit",
+    "memory",
+    "memswap_limit",
+    "network_mode",
+    "pids_limit",
+    "ports",
+    "privileged",
+    "runtime",
+    "security_opt",
+    "user",
+    "volumes",
+    "working_dir",
+)
+
+# SIGKILL every process of our user but this shell, until none is left alive (zombies are
+# already dead; init reaps them). kill(-1) alone cannot tell us when to stop: it reports
+# success whenever any other process exists, even one it may not signal. Builtins only, so
+# the loop forks nothing that it would then have to kill; bounded against a stuck zombie.
+_KILL_ALL = (
+    "me=$$; i=0; while [ $i -lt 2000 ]; do i=$((i+1)); kill -9 -1 2>/dev/null; alive=0; "
+    'for d in /proc/[0-9]*; do [ "${d#/proc/}" = "$me" ] && continue; [ -O "$d" ] || continue; '
+    'read -r _ _ st _ < "$d/stat" 2>/dev/null || continue; [ "$st" = Z ] || alive=1; done; '
+    "[ $alive = 0 ] && break; done"
+)
+_OOM_COUNT = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>&-"
+_WRAPPER = (
+    'while [ "$1" != -- ]; do { [ -d "${2%/*}" ] || mkdir -p "${2%/*}"; } && '
+    'head -c "$1" > "$2" || exit 125; shift 2; '
+    'done; shift; "$@"; rc=$?; ' + _KILL_ALL + "; exit $rc"
+)
+
+
+@dataclass
+class ContainerSpec:
+    """Engine-neutral description of the session container (Docker SDK argument names)."""
+
+    image: str
+    workdir: str
+    user: str
+    network: bool
+    options: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the SDK's `containers.create`."""
+
+
+def build_spec(config: SessionConfig, image: str) -> ContainerSpec:
+    """Secure defaults, then the user's runtime_config on top (explicit opt-outs win)."""
+    rc = dict(config.runtime_config)
+    unknown = sorted(set(rc) - set(RUNTIME_KEYS))
+    if unknown:
+        raise ConfigurationError(
+            f"runtime_config key(s) {', '.join(map(repr, unknown))} are not supported; "
+            f"accepted keys: {', '.join(RUNTIME_KEYS)}"
+        )
+    limits = config.limits
+    workdir = str(rc.pop("working_dir", config.workdir))
+    user = str(rc.pop("user", SANDBOX_USER))
+    network_mode = rc.pop("network_mode", None)
+    network = config.network or network_mode not in (None, "none")
+    environment = {**config.environment, **dict(rc.pop("environment", {}) or {})}
+    disk = limits.disk
+    options: dict[str, Any] = {
+        "entrypoint": ["sleep", "infinity"],
+        "init": True,
+        # pid 1 (init + sleep) runs as root without capabilities, so the code's user, which
+        # runs every exec, can neither signal it nor be confused with it by the kill loop.
+        "user": "0:0",
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "read_only": True,
+        "tmpfs": {
+            workdir: f"rw,exec,size={disk},mode=1777",
+            "/tmp": f"rw,exec,size={disk},mode=1777",
+            SUPPORT_DIR: f"rw,exec,size={disk},mode=1777",
+        },
+        "environment": environment,
+        "labels": {LABEL: "1", f"{LABEL}.pid": str(os.getpid())},
+        "network_mode": network_mode or ("bridge" if network else "none"),
+        "detach": True,
+    }
+    options.update(_limit_options(limits, rc))
+    options.update(rc)
+    if "memory" in options:
+        options["mem_limit"] = options.pop("memory")
+    return ContainerSpec(image=image, workdir=workdir, user=user, network=network, options=options)
+
+
+def _limit_options(limits: ResourceLimits, rc: dict[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if limits.memory is not None and "memory" not in rc and "mem_limit" not in rc:
+        options["mem_limit"] = limits.memory
+        options["memswap_limit"] = limits.memory
+    elif "memswap_limit" not in rc and ("memory" in rc or "mem_limit" in rc):
+        memory: int | str = rc.get("mem_limit", rc.get("memory", 0))
+        options["memswap_limit"] = parse_size(memory, "runtime_config['memory']")
+    if limits.processes is not None:
+        options["pids_limit"] = limits.processes
+    if limits.cpus is not None:
+        options["nano_cpus"] = int(limits.cpus * 1e9)
+    if "cpu_count" in rc:
+        options["nano_cpus"] = int(rc.pop("cpu_count")) * 1_000_000_000
+    return options
+
+
+class Engine(ABC):
+    """The engine-specific operations; implemented by docker.py and podman.py."""
+
+    name: str
+
+    @abstractmethod
+    def create(self, spec: ContainerSpec) -> str:
+        """Create and start the session container; returns its id."""
+
+    @abstractmethod
+    def exec_start(
+        self, container: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, user: str
+    ) -> tuple[str, socket.socket, bytes]:
+        """Start an attached exec; returns (exec id, raw socket, bytes already read)."""
+
+    @abstractmethod
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        """The exec's exit code, or None while it is still running."""
+
+    @abstractmethod
+    def set_network(self, container: str, enabled: bool) -> None:
+        """Connect the container to the default network, or disconnect it."""
+
+    @abstractmethod
+    def remove(self, container: str) -> None:
+        """Kill and remove the container without a stop grace period."""
+
+    @abstractmethod
+    def commit(self, container: str, repository: str, tag: str) -> str:
+        """Save the container's file system as a new image; returns its name."""
+
+    @abstractmethod
+    def ensure_image(self, config: SessionConfig, default_image: str | None) -> tuple[str, bool]:
+        """The image to run (building a dockerfile if given); (name, built for this session)."""
+
+    @abstractmethod
+    def remove_image(self, image: str) -> None: ...
+
+
+class UnixHttp:
+    """Just enough HTTP/1.1 on an engine's unix socket to hijack an exec-start connection.
+
+    Both engines serve Docker's `POST /exec/{id}/start` with `Upgrade: tcp`; after the reply
+    headers the connection carries the multiplexed stream, and stdin goes the other way.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(30)
+        sock.connect(self.path)
+        return sock
+
+    def _send(self, sock: socket.socket, method: str, url: str, body: dict[str, Any]) -> None:
+        payload = json.dumps(body).encode()
+        head = (
+            f"{method} {url} HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+        )
+        sock.sendall(head.encode() + payload)
+
+    @staticmethod
+    def _read_head(sock: socket.socket) -> tuple[int, bytes]:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise SandboxRuntimeError("the engine closed the connection")
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        return status, rest
+
+    def hijack(self, url: str, body: dict[str, Any]) -> tuple[socket.socket, bytes]:
+        sock = self._connect()
+        self._send(sock, "POST", url, body)
+        status, rest = self._read_head(sock)
+        if status not in (101, 200):
+            sock.close()
+            raise SandboxRuntimeError(f"exec start failed with HTTP {status}: {rest[:300]!r}")
+        sock.settimeout(None)
+        return sock, rest
+
+
+class ContainerSandbox(TarOverExec):
+    def __init__(self, engine: Engine, config: SessionConfig, runtime: RuntimeNeeds) -> None:
+        self._engine = engine
+        self._config = config
+        self._closed = False
+        self._network_on = False
+        self._oom_kills = 0
+        self.committed_image: str | None = None
+        self.image, self._built = engine.ensure_image(config, runtime.image)
+        self.spec = build_spec(config, self.image)
+        self._container = engine.create(self.spec)
+        self._network_on = self.spec.network
+        logger.debug("%s container %s from %s", engine.name, self._container[:12], self.image)
+
+    @property
+    def container_id(self) -> str:
+        return self._container
+
+    def exec(self, request: ExecRequest) -> Process:
+        if self._closed:
+            raise SessionStateError("the sandbox is closed")
+        wanted = request.network or self.spec.network
+        if wanted != self._network_on:
+            self._engine.set_network(self._container, wanted)
+            self._network_on = wanted
+        files = list(request.files.items())
+        argv = ["sh", "-c", _WRAPPER, "sh"]
+        for path, content in files:
+            argv += [str(len(content)), path]
+        argv += ["--", *request.argv]
+        stdin = b"".join(content for _, content in files) + (request.stdin or b"")
+        exec_id, sock, ahead = self._engine.exec_start(
+            self._container,
+            argv,
+            {"HOME": self.spec.workdir, "LANG": "C.UTF-8", **request.env},
+            request.cwd or self.spec.workdir,
+            self.spec.user,
+        )
+        return _ContainerProcess(self, exec_id, sock, ahead, stdin)
+
+    def kill_all(self) -> None:
+        """SIGKILL every process of the sandbox user (pid 1 is root and survives)."""
+        exec_id, sock, _ = self._engine.exec_start(
+            self._container, ["sh", "-c", _KILL_ALL], {}, "/", self.spec.user
+        )
+        with contextlib.closing(sock):
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(30)
+            with contextlib.suppress(OSError):
+                while sock.recv(READ_SIZE):
+                    pass
+        _wait_exit_code(self._engine, exec_id, 10.0)
+
+    def oom_kills_increased(self) -> bool:
+        """Whether the container's cgroup counted a new OOM kill since we last looked."""
+        exec_id, sock, ahead = self._engine.exec_start(
+            self._container, ["sh", "-c", _OOM_COUNT], {}, "/", self.spec.user
+        )
+        process = _ContainerProcess(self, exec_id, sock, ahead, b"")
+        out = bytearray()
+        while True:
+            chunk = process.read(10.0)
+            if chunk is None or chunk[0] == 0:
+                break
+            if chunk[0] == STDOUT:
+                out += chunk[1]
+        process._close_socket()
+        counts = [
+            int(line.split()[1])
+            for line in out.decode().splitlines()
+            if line.startswith("oom_kill ")
+        ]
+        seen = max(counts, default=0)
+        increased = seen > self._oom_kills
+        self._oom_kills = seen
+        return increased
+
+    def commit(self) -> str:
+        tag = f"session-{uuid.uuid4().hex[:12]}"
+        repository = (
+            self.image.rsplit(":", 1)[0] if ":" in self.image.split("/")[-1] else self.image
+        )
+        self.committed_image = self._engine.commit(self._container, repository, tag)
+        return self.committed_image
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._config.commit_container:
+                logger.info("committed the container as %s", self.commit())
+        finally:
+            self._engine.remove(self._container)
+            if self._built and not self._config.keep_template:
+                with contextlib.suppress(Exception):
+                    self._engine.remove_image(self.image)
+
+
+def missing_image_message(image: str, config: SessionConfig, engine: str) -> str:
+    if config.image:
+        return f"image {image!r} is not available locally to {engine}; build or load it first"
+    return (
+        f"the default {config.lang} image {image!r} is not built yet; run: "
+        f"llm-sandbox images build {config.lang} --engine {engine}"
+    )
+
+
+def _wait_exit_code(engine: Engine, exec_id: str, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        code = engine.exec_exit_code(exec_id)
+        if code is not None:
+            return code
+        if time.monotonic() > deadline:
+            raise SandboxRuntimeError(f"exec {exec_id[:12]} did not report an exit code")
+        time.sleep(0.005)
+
+
+class _ContainerProcess(Process):
+    def __init__(
+        self,
+        sandbox: ContainerSandbox,
+        exec_id: str,
+        sock: socket.socket,
+        ahead: bytes,
+        stdin: bytes,
+    ) -> None:
+        self._sandbox = sandbox
+        self._exec_id = exec_id
+        self._sock = sock
+        self._buffer = bytearray(ahead)
+        self._eof = False
+        self._pending_stdin = memoryview(stdin)
+        self._selector = selectors.DefaultSelector()
+        self._registered = False
+        sock.setblocking(False)
+        self._feed_stdin()
+
+    def _feed_stdin(self) -> None:
+        """Send stdin without blocking; a full socket is retried while reading output."""
+        while self._pending_stdin:
+            try:
+                sent = self._sock.send(self._pending_stdin)
+            except BlockingIOError:
+                return
+            except OSError:
+                self._pending_stdin = memoryview(b"")
+                break
+            self._pending_stdin = self._pending_stdin[sent:]
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)
+
+    def _frame(self) -> tuple[int, bytes] | None:
+        if len(self._buffer) < 8:
+            return None
+        stream, size = self._buffer[0], struct.unpack(">I", self._buffer[4:8])[0]
+        if len(self._buffer) < 8 + size:
+            return None
+        data = bytes(self._buffer[8 : 8 + size])
+        del self._buffer[: 8 + size]
+        return (STDERR if stream == 2 else STDOUT), data
+
+    def read(self, timeout: float) -> tuple[int, bytes] | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = self._frame()
+            if frame is not None:
+                return frame
+            if self._eof:
+                return 0, b""
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._pending_stdin else 0)
+            key = (
+                self._selector.get_map().get(self._sock.fileno())
+                if self._selector.get_map()
+                else None
+            )
+            if key is None:
+                self._selector.register(self._sock, events)
+            else:
+                self._selector.modify(self._sock, events)
+            ready = self._selector.select(max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None
+            for _, mask in ready:
+                if mask & selectors.EVENT_WRITE:
+                    self._feed_stdin()
+                if mask & selectors.EVENT_READ:
+                    self._receive()
+
+    def _receive(self) -> None:
+        try:
+            data = self._sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._buffer += data
+        else:
+            self._eof = True
+
+    def wait(self) -> ExitStatus:
+        self._close_socket()
+        code = _wait_exit_code(self._sandbox._engine, self._exec_id, 30.0)
+        oom = code == 128 + 9 and self._sandbox.oom_kills_increased()
+        return ExitStatus(exit_code=code, out_of_memory=oom)
+
+    def kill(self) -> None:
+        try:
+            self._sandbox.kill_all()
+        except SandboxRuntimeError:
+            # The container itself is gone (e.g. gVisor ends the whole sandbox when the memory
+            # limit is hit): nothing of the run can be alive, and later calls say so.
+            logger.warning("could not run the kill loop; the container is no longer running")
+        self._close_socket()
+
+    def _close_socket(self) -> None:
+        with contextlib.suppress(Exception):
+            self._selector.close()
+        with contextlib.suppress(OSError):
+            self._sock.close()

@@ -1,0 +1,164 @@
+"""Docker backend: the official Docker SDK adapted to the shared container engine interface.
+
+gVisor: `runtime_config={"runtime": "runsc"}` runs the container under runsc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from llm_sandbox.backends.base import Backend, RuntimeNeeds, Sandbox
+from llm_sandbox.backends.container import (
+    ContainerSandbox,
+    ContainerSpec,
+    Engine,
+    UnixHttp,
+    missing_image_message,
+)
+from llm_sandbox.config import SessionConfig
+from llm_sandbox.exceptions import (
+    BackendUnavailableError,
+    ConfigurationError,
+    SandboxRuntimeError,
+)
+
+
+@contextlib.contextmanager
+def map_errors(action: str) -> Iterator[None]:
+    """Translate Docker SDK errors into ours, at the backend boundary only."""
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        raise ConfigurationError(f"{action}: image not found ({exc.explanation})") from exc
+    except docker.errors.APIError as exc:
+        raise SandboxRuntimeError(f"{action}: {exc.explanation or exc}") from exc
+    except docker.errors.DockerException as exc:
+        raise BackendUnavailableError(f"{action}: Docker is not reachable ({exc})") from exc
+
+
+def default_client() -> Any:
+    try:
+        return docker.from_env()
+    except docker.errors.DockerException as exc:
+        raise BackendUnavailableError(
+            f"cannot reach the Docker daemon ({exc}); start dockerd, set DOCKER_HOST, "
+            "or pass client=docker.DockerClient(base_url=...)"
+        ) from exc
+
+
+def engine_reachable() -> bool:
+    try:
+        client = docker.from_env(timeout=3)
+        client.ping()
+        client.close()
+        return True
+    except Exception:
+        return False
+
+
+class DockerEngine(Engine):
+    name = "docker"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.api = client.api
+        # On a unix socket we hijack the exec connection ourselves (one code path with Podman,
+        # and a socket we fully own); TCP/TLS daemons use the SDK's hijacked socket.
+        adapter = self.api.adapters.get("http+docker://")
+        socket_path = getattr(adapter, "socket_path", None)
+        self._http = UnixHttp(socket_path) if socket_path else None
+
+    def create(self, spec: ContainerSpec) -> str:
+        with map_errors(f"creating a container from {spec.image}"):
+            container = self.client.containers.run(spec.image, **spec.options)
+        return str(container.id)
+
+    def exec_start(
+        self, container: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, user: str
+    ) -> tuple[str, socket.socket, bytes]:
+        with map_errors("starting a command in the container"):
+            exec_id = self.api.exec_create(
+                container, list(argv), stdin=True, environment=dict(env), workdir=cwd, user=user
+            )["Id"]
+            if self._http is not None:
+                sock, ahead = self._http.hijack(
+                    f"/v1.41/exec/{exec_id}/start", {"Detach": False, "Tty": False}
+                )
+                return str(exec_id), sock, ahead
+            wrapper = self.api.exec_start(exec_id, socket=True)
+        raw: socket.socket = getattr(wrapper, "_sock", wrapper)
+        return str(exec_id), raw, b""
+
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        with map_errors("reading an exit code"):
+            info = self.api.exec_inspect(exec_id)
+        if info.get("Running"):
+            return None
+        code = info.get("ExitCode")
+        return int(code) if code is not None else None
+
+    def set_network(self, container: str, enabled: bool) -> None:
+        with map_errors("switching the container's network"):
+            network = self.client.networks.get("bridge")
+            if enabled:
+                network.connect(container)
+            else:
+                network.disconnect(container, force=True)
+
+    def remove(self, container: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound), map_errors("removing the container"):
+            self.api.remove_container(container, force=True)
+
+    def commit(self, container: str, repository: str, tag: str) -> str:
+        with map_errors("committing the container"):
+            self.api.commit(container, repository=repository, tag=tag)
+        return f"{repository}:{tag}"
+
+    def ensure_image(self, config: SessionConfig, default_image: str | None) -> tuple[str, bool]:
+        if config.dockerfile:
+            return self._build(config.dockerfile), True
+        image = config.image or default_image
+        if image is None:
+            raise ConfigurationError(f"no image for language {config.lang!r}; pass image=")
+        with map_errors(f"looking up image {image}"):
+            try:
+                self.client.images.get(image)
+            except docker.errors.ImageNotFound:
+                raise ConfigurationError(missing_image_message(image, config, "docker")) from None
+        return image, False
+
+    def _build(self, dockerfile: str) -> str:
+        path = Path(dockerfile)
+        if not path.is_file():
+            raise ConfigurationError(f"dockerfile {dockerfile!r} does not exist")
+        import uuid
+
+        tag = f"localhost/llm-sandbox-build:{uuid.uuid4().hex[:12]}"
+        with map_errors(f"building {dockerfile}"):
+            self.client.images.build(
+                path=str(path.parent.resolve()), dockerfile=path.name, tag=tag, rm=True
+            )
+        return tag
+
+    def remove_image(self, image: str) -> None:
+        with map_errors(f"removing image {image}"):
+            self.client.images.remove(image, force=True)
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def open(self, config: SessionConfig, runtime: RuntimeNeeds) -> Sandbox:
+        client = config.client or default_client()
+        return ContainerSandbox(DockerEngine(client), config, runtime)
+
+
+def create_backend() -> Backend:
+    return DockerBackend()

@@ -1,0 +1,220 @@
+"""Podman backend: the official Podman SDK adapted to the shared container engine interface.
+
+Container lifecycle, networks, images and commits go through the SDK. Exec output with a
+deadline and stdin needs the hijacked connection that the SDK does not expose, so exec start
+speaks Podman's Docker-compatible endpoint directly on the same unix socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import podman
+import podman.errors
+
+from llm_sandbox.backends.base import Backend, RuntimeNeeds, Sandbox
+from llm_sandbox.backends.container import (
+    ContainerSandbox,
+    ContainerSpec,
+    Engine,
+    UnixHttp,
+    missing_image_message,
+)
+from llm_sandbox.config import SessionConfig
+from llm_sandbox.exceptions import (
+    BackendUnavailableError,
+    ConfigurationError,
+    SandboxRuntimeError,
+)
+
+
+@contextlib.contextmanager
+def map_errors(action: str) -> Iterator[None]:
+    """Translate Podman SDK errors into ours, at the backend boundary only."""
+    try:
+        yield
+    except podman.errors.ImageNotFound as exc:
+        raise ConfigurationError(f"{action}: image not found ({exc})") from exc
+    except podman.errors.APIError as exc:
+        raise SandboxRuntimeError(f"{action}: {exc.explanation or exc}") from exc
+    except podman.errors.PodmanError as exc:
+        raise BackendUnavailableError(f"{action}: Podman is not reachable ({exc})") from exc
+    except OSError as exc:
+        raise BackendUnavailableError(f"{action}: Podman is not reachable ({exc})") from exc
+
+
+def default_socket() -> str:
+    if os.environ.get("CONTAINER_HOST"):
+        return os.environ["CONTAINER_HOST"]
+    if os.geteuid() == 0:
+        return "unix:///run/podman/podman.sock"
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.geteuid()}")
+    return f"unix://{runtime_dir}/podman/podman.sock"
+
+
+def default_client() -> Any:
+    url = default_socket()
+    client = podman.PodmanClient(base_url=url)
+    try:
+        client.ping()
+    except Exception as exc:
+        raise BackendUnavailableError(
+            f"cannot reach the Podman service at {url} ({exc}); start it with "
+            "`podman system service --time=0 " + url + "` or pass client=PodmanClient(...)"
+        ) from exc
+    return client
+
+
+def engine_reachable() -> bool:
+    try:
+        default_client().close()
+        return True
+    except Exception:
+        return False
+
+
+class PodmanEngine(Engine):
+    name = "podman"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        base = client.api.base_url
+        if base.scheme != "http+unix":
+            raise BackendUnavailableError(
+                "the podman backend needs a unix-socket connection to the Podman service "
+                f"(got {base.scheme}); use PodmanClient(base_url='unix:///…/podman.sock')"
+            )
+        self._http = UnixHttp(unquote(base.netloc))
+
+    def create(self, spec: ContainerSpec) -> str:
+        options = dict(spec.options)
+        options.pop("detach", None)
+        options["mounts"] = [*options.get("mounts", []), *_tmpfs_mounts(options.pop("tmpfs", {}))]
+        security = [o for o in options.pop("security_opt", []) if not o.startswith("no-new-priv")]
+        options["no_new_privileges"] = len(security) < len(spec.options.get("security_opt", []))
+        if security:
+            options["security_opt"] = security
+        if "nano_cpus" in options:
+            options["cpu_period"] = 100_000
+            options["cpu_quota"] = int(options.pop("nano_cpus") / 1e9 * 100_000)
+        with map_errors(f"creating a container from {spec.image}"):
+            container = self.client.containers.create(spec.image, **options)
+            try:
+                container.start()
+            except BaseException:
+                self.remove(container.id)
+                raise
+        return str(container.id)
+
+    def exec_start(
+        self, container: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, user: str
+    ) -> tuple[str, socket.socket, bytes]:
+        body = {
+            "AttachStdin": True,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Cmd": list(argv),
+            "Env": [f"{k}={v}" for k, v in env.items()],
+            "WorkingDir": cwd,
+            "User": user,
+        }
+        with map_errors("starting a command in the container"):
+            response = self.client.api.post(
+                f"/containers/{container}/exec", data=json.dumps(body), compatible=True
+            )
+            response.raise_for_status()
+            exec_id = str(response.json()["Id"])
+            sock, ahead = self._http.hijack(
+                f"/v1.41/exec/{exec_id}/start", {"Detach": False, "Tty": False}
+            )
+        return exec_id, sock, ahead
+
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        with map_errors("reading an exit code"):
+            response = self.client.api.get(f"/exec/{exec_id}/json", compatible=True)
+            response.raise_for_status()
+            info = response.json()
+        if info.get("Running"):
+            return None
+        code = info.get("ExitCode")
+        return int(code) if code is not None else None
+
+    def set_network(self, container: str, enabled: bool) -> None:
+        with map_errors("switching the container's network"):
+            network = self.client.networks.get("podman")
+            if enabled:
+                network.connect(container)
+            else:
+                network.disconnect(container, force=True)
+
+    def remove(self, container: str) -> None:
+        # A forced remove of a running container waits out the stop grace period; kill first.
+        with contextlib.suppress(podman.errors.NotFound), map_errors("removing the container"):
+            found = self.client.containers.get(container)
+            with contextlib.suppress(podman.errors.APIError):
+                found.kill(signal="SIGKILL")
+            found.remove(force=True)
+
+    def commit(self, container: str, repository: str, tag: str) -> str:
+        with map_errors("committing the container"):
+            self.client.containers.get(container).commit(repository=repository, tag=tag)
+        return f"{repository}:{tag}"
+
+    def ensure_image(self, config: SessionConfig, default_image: str | None) -> tuple[str, bool]:
+        if config.dockerfile:
+            return self._build(config.dockerfile), True
+        image = config.image or default_image
+        if image is None:
+            raise ConfigurationError(f"no image for language {config.lang!r}; pass image=")
+        with map_errors(f"looking up image {image}"):
+            if not self.client.images.exists(image):
+                raise ConfigurationError(missing_image_message(image, config, "podman"))
+        return image, False
+
+    def _build(self, dockerfile: str) -> str:
+        path = Path(dockerfile)
+        if not path.is_file():
+            raise ConfigurationError(f"dockerfile {dockerfile!r} does not exist")
+        tag = f"localhost/llm-sandbox-build:{uuid.uuid4().hex[:12]}"
+        with map_errors(f"building {dockerfile}"):
+            self.client.images.build(
+                path=str(path.parent.resolve()), dockerfile=path.name, tag=tag, rm=True
+            )
+        return tag
+
+    def remove_image(self, image: str) -> None:
+        with map_errors(f"removing image {image}"):
+            self.client.images.remove(image, force=True)
+
+
+def _tmpfs_mounts(tmpfs: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Docker's `tmpfs={path: "size=N,mode=M"}` as the mounts the Podman SDK accepts."""
+    mounts: list[dict[str, Any]] = []
+    for target, text in tmpfs.items():
+        mount: dict[str, Any] = {"type": "tmpfs", "source": "tmpfs", "target": target}
+        for option in text.split(","):
+            key, _, value = option.partition("=")
+            if key in ("size", "mode"):
+                mount[key] = value
+        mounts.append(mount)
+    return mounts
+
+
+class PodmanBackend(Backend):
+    name = "podman"
+
+    def open(self, config: SessionConfig, runtime: RuntimeNeeds) -> Sandbox:
+        client = config.client or default_client()
+        return ContainerSandbox(PodmanEngine(client), config, runtime)
+
+
+def create_backend() -> Backend:
+    return PodmanBackend()

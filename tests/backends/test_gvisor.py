@@ -1,0 +1,64 @@
+"""Docker with gVisor (runsc): the timeout kill and the secure defaults hold there too.
+
+Skipped where Docker or the runsc runtime is missing; a failure under CI (`CI=true`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from llm_sandbox import SandboxSession
+from llm_sandbox.exceptions import BackendUnavailableError, SandboxTimeoutError
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+RUNSC = {"runtime": "runsc"}
+
+
+@pytest.fixture(scope="module")
+def gvisor() -> Iterator[SandboxSession]:
+    session = SandboxSession(lang="python", backend="docker", runtime_config=RUNSC)
+    try:
+        session.open()
+    except (BackendUnavailableError, ImportError) as exc:
+        if IN_CI:
+            pytest.fail(f"docker+runsc cannot start under CI: {exc}")
+        pytest.skip(f"docker+runsc unavailable: {exc}")
+    yield session
+    session.close()
+
+
+def test_runs_under_the_gvisor_kernel(gvisor: SandboxSession) -> None:
+    result = gvisor.run("import os; print(os.uname().release, os.getuid())")
+    assert result.exit_code == 0
+    # gVisor's Sentry reports its own kernel version, not the host's
+    assert result.stdout.split()[0] != os.uname().release
+    assert result.stdout.split()[1] == "1000"
+
+
+def test_secure_defaults(gvisor: SandboxSession) -> None:
+    status = gvisor.execute_command("grep -E '^(CapEff|NoNewPrivs)' /proc/self/status").stdout
+    assert "CapEff:\t0000000000000000" in status
+    probe = gvisor.run(
+        "import socket\ntry:\n    socket.getaddrinfo('pypi.org', 443)\n    print('online')\n"
+        "except OSError:\n    print('offline')\n"
+        "try:\n    open('/usr/x', 'w')\nexcept OSError:\n    print('read-only')"
+    )
+    assert probe.stdout == "offline\nread-only\n"
+
+
+def test_timeout_kills_everything_and_session_survives(gvisor: SandboxSession) -> None:
+    with pytest.raises(SandboxTimeoutError):
+        gvisor.run(
+            "import os, subprocess\nsubprocess.Popen(['sleep', '1000'])\n"
+            "if os.fork() == 0:\n    os.setsid()\n    while True: pass\nwhile True: pass",
+            timeout=2,
+        )
+    survivors = gvisor.execute_command(
+        "for d in /proc/[0-9]*; do tr '\\0' ' ' < $d/cmdline; echo; done"
+    ).stdout
+    assert "sleep 1000" not in survivors
+    assert "code_" not in survivors
+    assert gvisor.run("print('alive')").stdout == "alive\n"
