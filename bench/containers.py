@@ -205,17 +205,33 @@ def engine_problem(engine: str, image: str) -> str | None:
     return None
 
 
-def ours_container(engine: str) -> str:
-    """The id of the one container our session (in this process) has open."""
+def image_cmd(engine: str, image: str) -> str:
+    return subprocess.run(
+        [engine, "image", "inspect", "--format", "{{json .Config.Cmd}}", image],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+
+
+def ours_container(engine: str, session: SandboxSession) -> str:
+    """The id of the one container our session (the only one open in this process) runs in.
+
+    Found from the host by the label our backend puts on its containers; failing that, from
+    the session's sandbox object.
+    """
     listed = subprocess.run(
         [engine, "ps", "-q", "--no-trunc", "--filter", f"label={LABEL_PID}={os.getpid()}"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
-    if len(listed) != 1:
-        raise RuntimeError(f"expected one container of ours on {engine}, found {listed}")
-    return listed[0]
+    if len(listed) == 1:
+        return listed[0]
+    container = getattr(getattr(session, "_sandbox", None), "container_id", None)
+    if not isinstance(container, str):
+        raise RuntimeError(f"cannot tell our container on {engine} (labelled: {listed})")
+    return container
 
 
 def container_cpu(engine: str, container: str) -> dict[str, Any]:
@@ -319,7 +335,7 @@ def timeout_check_ours(engine: str, image: str) -> dict[str, Any]:
             raised = type(exc).__name__
         returned = time.perf_counter() - started
         report: dict[str, Any] = {"raised": raised, "returned_after_s": round(returned, 3)}
-        report.update(container_cpu(engine, ours_container(engine)))
+        report.update(container_cpu(engine, ours_container(engine, session)))
     return report
 
 
@@ -428,6 +444,15 @@ def timeout_check_prev(python: Path, engine: str, image: str) -> dict[str, Any]:
     return report
 
 
+def guarded(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The measurement's report, or its error: one failure does not lose the rest."""
+    try:
+        return measure()
+    except Exception as exc:
+        log(f"failed: {type(exc).__name__}: {exc}")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 # --- the report --------------------------------------------------------------------------------
 def summarize(ours: dict[str, list[float]], prev: dict[str, list[float]] | None) -> dict[str, Any]:
     ours_medians = {k: median(v) for k, v in ours.items() if k != "floor"}
@@ -477,11 +502,19 @@ def bench_engine(engine: str, args: argparse.Namespace, python: Path | None) -> 
                 f"{PREV_VERSION} one-shots capped at {len(prev['one_shot'])} by --prev-budget"
             )
     report = summarize(ours, prev)
+    prev_close = median((prev or {}).get("close", []))
+    if prev_close is not None and prev_close < 5.0:
+        notes.append(
+            f"{PREV_VERSION}'s close (container.stop) took {prev_close} s, not ~10 s: "
+            f"it looks as if pid 1 of {args.image} handles SIGTERM itself "
+            f"(Cmd {image_cmd(engine, args.image)}), so no stop grace period is waited out; "
+            "the 1/30 one-shot goal assumes that 10 s wait"
+        )
     if args.timeout_check:
         log(f"{engine}: timeout check ({TIMEOUT_CODE!r}, timeout {TIMEOUT_SECONDS} s)")
-        checks: dict[str, Any] = {"ours": timeout_check_ours(engine, args.image)}
+        checks: dict[str, Any] = {"ours": guarded(lambda: timeout_check_ours(engine, args.image))}
         if python is not None:
-            checks["prev"] = timeout_check_prev(python, engine, args.image)
+            checks["prev"] = guarded(lambda: timeout_check_prev(python, engine, args.image))
         checks["method"] = (
             f"after the timeout, with the session still open: CPU time of each process in the "
             f"container's pid namespace over {CPU_SAMPLE_SECONDS} s (/proc/PID/stat); "
@@ -528,7 +561,7 @@ def main() -> None:
             report["prev_library"]["error"] = problem
     engines = ("docker", "podman") if args.engine == "both" else (args.engine,)
     for engine in engines:
-        report["engines"][engine] = bench_engine(engine, args, python)
+        report["engines"][engine] = guarded(lambda e=engine: bench_engine(e, args, python))
     print(json.dumps(report, indent=2))
 
 

@@ -48,6 +48,9 @@ from llm_sandbox.exceptions import ConfigurationError, SandboxRuntimeError, Sess
 logger = logging.getLogger("llm_sandbox")
 
 LABEL = "io.llm-sandbox"
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+CA_BUNDLE = f"{SUPPORT_DIR}/host-ca.pem"
+CA_ENV = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
 SANDBOX_USER = "1000:1000"
 READ_SIZE = 65536
 
@@ -103,6 +106,8 @@ class ContainerSpec:
     network: bool
     options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for the SDK's `containers.create`."""
+    isolate: bool = False
+    """Disconnect the container from its network between create and start."""
 
 
 def build_spec(config: SessionConfig, image: str) -> ContainerSpec:
@@ -131,20 +136,37 @@ def build_spec(config: SessionConfig, image: str) -> ContainerSpec:
         "security_opt": ["no-new-privileges:true"],
         "read_only": True,
         "tmpfs": {
-            workdir: f"rw,exec,size={disk},mode=1777",
+            workdir: f"rw,exec,size={disk},mode=1777{_owner_options(user)}",
             "/tmp": f"rw,exec,size={disk},mode=1777",
             SUPPORT_DIR: f"rw,exec,size={disk},mode=1777",
         },
         "environment": environment,
         "labels": {LABEL: "1", f"{LABEL}.pid": str(os.getpid())},
-        "network_mode": network_mode or ("bridge" if network else "none"),
-        "detach": True,
+        # Created on the default bridge and, unless the session wants network, disconnected
+        # before it starts: that leaves only loopback, yet lets install() connect for a while
+        # (a container created with network "none" can never be connected).
+        "network_mode": network_mode or "bridge",
     }
     options.update(_limit_options(limits, rc))
     options.update(rc)
     if "memory" in options:
         options["mem_limit"] = options.pop("memory")
-    return ContainerSpec(image=image, workdir=workdir, user=user, network=network, options=options)
+    return ContainerSpec(
+        image=image,
+        workdir=workdir,
+        user=user,
+        network=network,
+        options=options,
+        isolate=network_mode is None and not network,
+    )
+
+
+def _owner_options(user: str) -> str:
+    """tmpfs options making the work directory the exec user's own (Docker honours these)."""
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit():
+        return ""
+    return f",uid={uid},gid={gid or uid}" if (gid or uid).isdigit() else f",uid={uid}"
 
 
 def _limit_options(limits: ResourceLimits, rc: dict[str, Any]) -> dict[str, Any]:
@@ -276,6 +298,12 @@ class ContainerSandbox(TarOverExec):
             self._engine.set_network(self._container, wanted)
             self._network_on = wanted
         files = list(request.files.items())
+        env = {"HOME": self.spec.workdir, "LANG": "C.UTF-8", **request.env}
+        if request.network and os.path.isfile(HOST_CA_BUNDLE):
+            # Installers inside trust what the host trusts (e.g. a TLS-inspecting proxy's CA).
+            with open(HOST_CA_BUNDLE, "rb") as f:
+                files.append((CA_BUNDLE, f.read()))
+            env.update({name: CA_BUNDLE for name in CA_ENV})
         argv = ["sh", "-c", _WRAPPER, "sh"]
         for path, content in files:
             argv += [str(len(content)), path]
@@ -284,7 +312,7 @@ class ContainerSandbox(TarOverExec):
         exec_id, sock, ahead = self._engine.exec_start(
             self._container,
             argv,
-            {"HOME": self.spec.workdir, "LANG": "C.UTF-8", **request.env},
+            env,
             request.cwd or self.spec.workdir,
             self.spec.user,
         )

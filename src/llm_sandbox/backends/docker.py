@@ -77,7 +77,14 @@ class DockerEngine(Engine):
 
     def create(self, spec: ContainerSpec) -> str:
         with map_errors(f"creating a container from {spec.image}"):
-            container = self.client.containers.run(spec.image, **spec.options)
+            container = self.client.containers.create(spec.image, **spec.options)
+            try:
+                if spec.isolate:
+                    self.set_network(container.id, False)
+                container.start()
+            except BaseException:
+                self.remove(container.id)
+                raise
         return str(container.id)
 
     def exec_start(

@@ -96,7 +96,6 @@ class PodmanEngine(Engine):
 
     def create(self, spec: ContainerSpec) -> str:
         options = dict(spec.options)
-        options.pop("detach", None)
         options["mounts"] = [*options.get("mounts", []), *_tmpfs_mounts(options.pop("tmpfs", {}))]
         security = [o for o in options.pop("security_opt", []) if not o.startswith("no-new-priv")]
         options["no_new_privileges"] = len(security) < len(spec.options.get("security_opt", []))
@@ -108,11 +107,26 @@ class PodmanEngine(Engine):
         with map_errors(f"creating a container from {spec.image}"):
             container = self.client.containers.create(spec.image, **options)
             try:
+                # Podman writes resolv.conf at start from the networks attached then, so it
+                # starts connected and is disconnected before any code runs.
                 container.start()
+                if spec.isolate:
+                    self.set_network(container.id, False)
+                self._open_workdir(container.id, spec.workdir)
             except BaseException:
                 self.remove(container.id)
                 raise
         return str(container.id)
+
+    def _open_workdir(self, container: str, workdir: str) -> None:
+        """Podman ignores tmpfs mode and uid: let pid 1's user (root, owner) open it up."""
+        exec_id, sock, _ = self.exec_start(container, ["chmod", "1777", workdir], {}, "/", "0:0")
+        with contextlib.closing(sock):
+            sock.shutdown(socket.SHUT_WR)
+            while sock.recv(65536):
+                pass
+        if self.exec_exit_code(exec_id) not in (0, None):
+            raise SandboxRuntimeError(f"could not make {workdir} writable in the container")
 
     def exec_start(
         self, container: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, user: str

@@ -303,19 +303,33 @@ def _metadata_instructions(recipe: Recipe, *, from_rootfs: bool) -> list[str]:
 
 
 def rootfs_tarball(lang: str, *, progress: Progress = print, mirror: str | None = None) -> Path:
-    """The cached root filesystem tarball of ``lang``, made with debootstrap when missing."""
+    """The cached root filesystem tarball of ``lang``, made (debootstrap + apt) when missing."""
     recipe = recipe_for(lang)
-    directory = cache_dir()
-    target = directory / f"rootfs-{lang}-{recipe_hash(recipe)}.tar"
-    if target.is_file():
-        progress(f"using cached {target}")
-        return target
-    directory.mkdir(parents=True, exist_ok=True)
-    with _locked(target.with_suffix(".lock")):
-        if not target.is_file():  # another process may have made it while we waited
-            _make_rootfs_tarball(recipe, target, progress, mirror or debian_mirror())
-        else:
-            progress(f"using cached {target}")
+    target = cache_dir() / f"rootfs-{lang}-{recipe_hash(recipe)}.tar"
+
+    def make() -> None:
+        _make_rootfs_tarball(recipe, target, progress, mirror or debian_mirror())
+
+    return _cached(target, make, progress)
+
+
+def _base_tarball(say: Progress, mirror: str) -> Path:
+    """The cached bare ``minbase`` system every language starts from (debootstrap runs once)."""
+    material = json.dumps([ROOTFS_FORMAT, DEBIAN_SUITE, COMMON_DEBIAN_PACKAGES])
+    digest = hashlib.sha256(material.encode()).hexdigest()[:12]
+    target = cache_dir() / f"debootstrap-{DEBIAN_SUITE}-{digest}.tar"
+    return _cached(target, lambda: _make_base_tarball(target, say, mirror), say)
+
+
+def _cached(target: Path, make: Callable[[], None], say: Progress) -> Path:
+    """``target``, after running ``make`` to create it unless it exists (one maker at a time)."""
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(target.with_suffix(".lock")):
+            if not target.is_file():  # another process may have made it while we waited
+                make()
+                return target
+    say(f"using cached {target}")
     return target
 
 
@@ -329,24 +343,46 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _make_rootfs_tarball(recipe: Recipe, target: Path, say: Progress, mirror: str) -> None:
-    _check_can_debootstrap()
-    work = Path(tempfile.mkdtemp(prefix=f".rootfs-{recipe.language}-", dir=target.parent))
+@contextlib.contextmanager
+def _work_dir(target: Path) -> Iterator[Path]:
+    """A scratch directory next to ``target`` (same file system, so results can be renamed)."""
+    work = Path(tempfile.mkdtemp(prefix=f".{target.stem}-", dir=target.parent))
     try:
+        yield work
+    finally:
+        _remove_tree(work)
+
+
+def _make_base_tarball(target: Path, say: Progress, mirror: str) -> None:
+    _check_can_debootstrap()
+    with _work_dir(target) as work:
         rootfs = work / "rootfs"
         _debootstrap(rootfs, mirror, say)
+        _pack(rootfs, target, work, say, excludes=())  # keeps /dev: apt needs /dev/null
+
+
+def _make_rootfs_tarball(recipe: Recipe, target: Path, say: Progress, mirror: str) -> None:
+    _check_can_debootstrap()
+    base = _base_tarball(say, mirror)
+    with _work_dir(target) as work:
+        rootfs = work / "rootfs"
+        rootfs.mkdir()
+        say(f"unpacking {base.name}")
+        _run(["tar", "--numeric-owner", "-xpf", str(base), "-C", str(rootfs)], say)
         _apt_install(rootfs, recipe.all_debian_packages, say)
         _add_sandbox_user(rootfs, say)
         _strip(rootfs, say)
-        partial = work / "rootfs.tar"
-        say(f"packing {target.name}")
-        excludes = [f"--exclude={pattern}" for pattern in _TAR_EXCLUDES]
-        _run(
-            ["tar", "--numeric-owner", "-C", str(rootfs), *excludes, "-cf", str(partial), "."], say
-        )
-        partial.replace(target)
-    finally:
-        _remove_tree(work)
+        _pack(rootfs, target, work, say, excludes=_TAR_EXCLUDES)
+
+
+def _pack(
+    rootfs: Path, target: Path, work: Path, say: Progress, *, excludes: Sequence[str]
+) -> None:
+    say(f"packing {target.name}")
+    partial = work / target.name
+    options = [f"--exclude={pattern}" for pattern in excludes]
+    _run(["tar", "--numeric-owner", "-C", str(rootfs), *options, "-cf", str(partial), "."], say)
+    partial.replace(target)
 
 
 def _check_can_debootstrap() -> None:
