@@ -7,10 +7,12 @@ network. They skip when the engine is unreachable or the machine cannot debootst
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -134,6 +136,17 @@ def test_missing_binary_raises_build_error() -> None:
         builder._run(["llm-sandbox-no-such-binary"], lambda line: None)
 
 
+def test_superseded_tarballs_are_removed(tmp_path: Path) -> None:
+    names = ["rootfs-go-old.tar", "rootfs-go-old.lock", "rootfs-go-new.tar", "rootfs-ruby-x.tar"]
+    for name in names:
+        (tmp_path / name).touch()
+    builder._remove_stale(tmp_path / "rootfs-go-new.tar", "rootfs-go-*")
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "rootfs-go-new.tar",
+        "rootfs-ruby-x.tar",
+    ]
+
+
 def test_unknown_engine_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown engine"):
         image_exists("x", "containerd")
@@ -156,15 +169,21 @@ def _can_build_offline() -> bool:
     return os.geteuid() == 0 and shutil.which("debootstrap") is not None
 
 
+_BUILT: dict[str, str] = {}
+
+
 def _built_python_image(engine: str) -> str:
+    """The python image, built (for real) once per test session and engine."""
     if not _engine_answers(engine):
         pytest.skip(f"{engine} is not reachable (run scripts/engines.sh as root)")
     if not _can_build_offline():
         pytest.skip("offline image builds need root and debootstrap")
-    return build_image("python", engine, offline=True, progress=lambda line: None)
+    if engine not in _BUILT:
+        _BUILT[engine] = build_image("python", engine, offline=True, progress=lambda line: None)
+    return _BUILT[engine]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def docker_python() -> str:
     return _built_python_image("docker")
 
@@ -226,3 +245,31 @@ def test_podman_python_image_runs_as_sandbox_user() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1", "1000", "/sandbox"]
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_online_build_replaces_an_existing_uid_1000_account(engine: str) -> None:
+    """The online Dockerfile, checked without a registry: FROM a local image that, like the
+    official node image, already has a uid 1000 account of its own."""
+    source = _built_python_image(engine)
+    fake_base = "localhost/llm-sandbox-test/fake-official:1"
+    recipe = dataclasses.replace(RECIPES["python"], language="online-test", online_base=fake_base)
+    with tempfile.TemporaryDirectory() as context:
+        (Path(context) / "Dockerfile").write_text(
+            f"FROM {source}\nUSER 0:0\n"
+            "RUN userdel sandbox && groupadd -g 1000 node && useradd -u 1000 -g 1000 -m node\n"
+        )
+        made = _run([engine, "build", "-q", "-t", fake_base, context])
+        assert made.returncode == 0, made.stderr
+    try:
+        builder._build_online(recipe, engine, lambda line: None)
+        assert not builder._should_build_offline(recipe, engine)  # base present: no network
+        result = _run(
+            [engine, "run", "--rm", "--network", "none", recipe.image, "sh", "-c",
+             "id -un; id -u; pwd; stat -c %U /sandbox; getent passwd node || echo gone"]
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["sandbox", "1000", "/sandbox", "sandbox", "gone"]
+    finally:
+        _run([engine, "rmi", "-f", recipe.image, fake_base])

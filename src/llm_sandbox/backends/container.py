@@ -179,6 +179,12 @@ def _limit_options(limits: ResourceLimits, rc: dict[str, Any]) -> dict[str, Any]
         options["memswap_limit"] = parse_size(memory, "runtime_config['memory']")
     if limits.processes is not None:
         options["pids_limit"] = limits.processes
+    rlimits = {"nofile": limits.open_files, "core": 0}
+    if limits.file_size is not None:
+        rlimits["fsize"] = limits.file_size
+    if limits.cpu_time is not None:
+        rlimits["cpu"] = limits.cpu_time
+    options["ulimits"] = [{"Name": n, "Soft": v, "Hard": v} for n, v in sorted(rlimits.items())]
     if limits.cpus is not None:
         options["nano_cpus"] = int(limits.cpus * 1e9)
     if "cpu_count" in rc:

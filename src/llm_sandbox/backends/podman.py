@@ -97,6 +97,9 @@ class PodmanEngine(Engine):
     def create(self, spec: ContainerSpec) -> str:
         options = dict(spec.options)
         options["mounts"] = [*options.get("mounts", []), *_tmpfs_mounts(options.pop("tmpfs", {}))]
+        # Podman 4.3 given any ulimits drops containers.conf's default_ulimits and then fails
+        # to set nproc without CAP_SYS_RESOURCE: per-file size limits are not applied here.
+        options.pop("ulimits", None)
         security = [o for o in options.pop("security_opt", []) if not o.startswith("no-new-priv")]
         options["no_new_privileges"] = len(security) < len(spec.options.get("security_opt", []))
         if security:

@@ -5,8 +5,9 @@ Two ways to the same image (see :mod:`llm_sandbox.images.recipes` for the contra
 * **offline** -- ``debootstrap --variant=minbase`` a Debian root filesystem, ``apt-get install``
   the recipe's packages and add the ``sandbox`` user inside it (``chroot``), strip caches, pack it
   as a tarball and ``<engine> import`` it. Needs root, ``debootstrap`` and a Debian mirror, but
-  no container registry. The tarball is cached (see :func:`cache_dir`), so building the same
-  language for a second engine skips all of that.
+  no container registry. Both the bare debootstrap result (shared by all languages) and each
+  language's finished tarball are cached (see :func:`cache_dir`), so a second language skips
+  debootstrap and a second engine skips everything but the import.
 * **online** -- ``<engine> build`` a generated Dockerfile ``FROM`` the recipe's official image.
 
 ``offline=None`` picks online only when that can work: the base image is already present locally,
@@ -112,29 +113,47 @@ def image_for(lang: str) -> str:
 def image_exists(name: str, engine: str = "docker") -> bool:
     """Whether ``engine`` has image ``name`` locally (``False`` too if the engine is unusable)."""
     _check_engine(engine)
+    return _inspect(name, engine, "{{.Id}}") is not None
+
+
+def _inspect(image: str, engine: str, template: str) -> str | None:
+    """``<engine> image inspect --format TEMPLATE``, or ``None`` without such image (or engine)."""
     try:
         result = subprocess.run(
-            [engine, "image", "inspect", name],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            [engine, "image", "inspect", "--format", template, image],
+            capture_output=True,
+            text=True,
             check=False,
         )
     except OSError:
-        return False
-    return result.returncode == 0
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def recipe_hash(recipe: Recipe) -> str:
-    """A short digest of everything that shapes the root filesystem and image of ``recipe``."""
+    """A short digest of everything that shapes the image of ``recipe`` (stored as a label)."""
     material = {
+        "rootfs": _rootfs_material(recipe),
+        "base": recipe.online_base,
+        "env": sorted(recipe.env.items()),
+        "command": DEFAULT_COMMAND,
+        "user": [SANDBOX_UID, SANDBOX_GID, SANDBOX_HOME],
+    }
+    return _digest(material)
+
+
+def _rootfs_material(recipe: Recipe) -> dict[str, object]:
+    """What shapes the offline root filesystem of ``recipe`` (its tarball's cache key)."""
+    return {
         "format": ROOTFS_FORMAT,
         "suite": DEBIAN_SUITE,
         "packages": sorted(recipe.all_debian_packages),
         "setup": SETUP_COMMANDS,
         "junk": _ROOTFS_JUNK,
-        "base": recipe.online_base,
-        "env": sorted(recipe.env.items()),
     }
+
+
+def _digest(material: object) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -205,12 +224,21 @@ def build_image(
     if offline is None:
         offline = _should_build_offline(recipe, engine)
     say = _prefixed(progress, f"[{lang}/{engine}]")
+    previous = _inspect(recipe.image, engine, "{{.Id}}")
     if offline:
         _build_offline(recipe, engine, say, mirror)
     else:
         _build_online(recipe, engine, say)
     say(f"built {recipe.image}")
+    if previous:
+        _remove_if_dangling(previous, engine)
     return recipe.image
+
+
+def _remove_if_dangling(image_id: str, engine: str) -> None:
+    """Delete an image a rebuild has untagged, unless it has other tags or a container uses it."""
+    if _inspect(image_id, engine, "{{len .RepoTags}}") == "0":
+        subprocess.run([engine, "rmi", image_id], capture_output=True, check=False)
 
 
 def _check_engine(engine: str) -> None:
@@ -305,20 +333,32 @@ def _metadata_instructions(recipe: Recipe, *, from_rootfs: bool) -> list[str]:
 def rootfs_tarball(lang: str, *, progress: Progress = print, mirror: str | None = None) -> Path:
     """The cached root filesystem tarball of ``lang``, made (debootstrap + apt) when missing."""
     recipe = recipe_for(lang)
-    target = cache_dir() / f"rootfs-{lang}-{recipe_hash(recipe)}.tar"
+    target = cache_dir() / f"rootfs-{lang}-{_digest(_rootfs_material(recipe))}.tar"
 
     def make() -> None:
         _make_rootfs_tarball(recipe, target, progress, mirror or debian_mirror())
+        _remove_stale(target, f"rootfs-{lang}-*")
 
     return _cached(target, make, progress)
 
 
 def _base_tarball(say: Progress, mirror: str) -> Path:
     """The cached bare ``minbase`` system every language starts from (debootstrap runs once)."""
-    material = json.dumps([ROOTFS_FORMAT, DEBIAN_SUITE, COMMON_DEBIAN_PACKAGES])
-    digest = hashlib.sha256(material.encode()).hexdigest()[:12]
+    digest = _digest([ROOTFS_FORMAT, DEBIAN_SUITE, COMMON_DEBIAN_PACKAGES])
     target = cache_dir() / f"debootstrap-{DEBIAN_SUITE}-{digest}.tar"
-    return _cached(target, lambda: _make_base_tarball(target, say, mirror), say)
+
+    def make() -> None:
+        _make_base_tarball(target, say, mirror)
+        _remove_stale(target, f"debootstrap-{DEBIAN_SUITE}-*")
+
+    return _cached(target, make, say)
+
+
+def _remove_stale(target: Path, pattern: str) -> None:
+    """Delete older cached tarballs (and their lock files) that ``target`` supersedes."""
+    for path in target.parent.glob(pattern):
+        if path.suffix in (".tar", ".lock") and path.stem != target.stem:
+            path.unlink(missing_ok=True)
 
 
 def _cached(target: Path, make: Callable[[], None], say: Progress) -> Path:
@@ -358,6 +398,7 @@ def _make_base_tarball(target: Path, say: Progress, mirror: str) -> None:
     with _work_dir(target) as work:
         rootfs = work / "rootfs"
         _debootstrap(rootfs, mirror, say)
+        _remove_globs(rootfs, ("var/cache/apt/archives/*.deb",))
         _pack(rootfs, target, work, say, excludes=())  # keeps /dev: apt needs /dev/null
 
 
@@ -369,7 +410,7 @@ def _make_rootfs_tarball(recipe: Recipe, target: Path, say: Progress, mirror: st
         rootfs.mkdir()
         say(f"unpacking {base.name}")
         _run(["tar", "--numeric-owner", "-xpf", str(base), "-C", str(rootfs)], say)
-        _apt_install(rootfs, recipe.all_debian_packages, say)
+        _apt_install(rootfs, recipe.all_debian_packages, mirror, say)
         _add_sandbox_user(rootfs, say)
         _strip(rootfs, say)
         _pack(rootfs, target, work, say, excludes=_TAR_EXCLUDES)
@@ -418,13 +459,17 @@ def _debootstrap(rootfs: Path, mirror: str, say: Progress) -> None:
         ) from exc
 
 
-def _apt_install(rootfs: Path, packages: Sequence[str], say: Progress) -> None:
+def _apt_install(rootfs: Path, packages: Sequence[str], mirror: str, say: Progress) -> None:
     say(f"apt-get install {' '.join(packages)}")
-    script = "apt-get update -q && apt-get install -y -q --no-install-recommends " + shlex.join(
-        packages
-    )
+    # The cached base may come from another mirror, with an outdated copy of the host's DNS set-up.
+    (rootfs / "etc/apt/sources.list").write_text(f"deb {mirror} {DEBIAN_SUITE} main\n")
+    resolv = rootfs / "etc/resolv.conf"
+    resolv.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        shutil.copyfile("/etc/resolv.conf", resolv)
+    install = "apt-get install -y -q --no-install-recommends " + shlex.join(packages)
     with _proc_mounted(rootfs, say):
-        _chroot(rootfs, script, say)
+        _chroot(rootfs, f"apt-get update -q && {install}", say)
 
 
 def _add_sandbox_user(rootfs: Path, say: Progress) -> None:
@@ -434,9 +479,7 @@ def _add_sandbox_user(rootfs: Path, say: Progress) -> None:
 
 def _strip(rootfs: Path, say: Progress) -> None:
     say("removing apt caches, package lists, logs, manuals and translations")
-    for pattern in _ROOTFS_JUNK:
-        for path in rootfs.glob(pattern):
-            _remove_path(path)
+    _remove_globs(rootfs, _ROOTFS_JUNK)
     # Engines mount their own resolv.conf/hostname/hosts; do not ship the build host's.
     for name in ("etc/resolv.conf", "etc/hostname"):
         (rootfs / name).unlink(missing_ok=True)
@@ -460,6 +503,12 @@ def _proc_mounted(rootfs: Path, say: Progress) -> Iterator[None]:
 
 def _tail(path: Path, lines: int = _OUTPUT_TAIL_LINES) -> str:
     return "\n".join(_read(path).splitlines()[-lines:])
+
+
+def _remove_globs(rootfs: Path, patterns: Sequence[str]) -> None:
+    for pattern in patterns:
+        for path in rootfs.glob(pattern):
+            _remove_path(path)
 
 
 def _remove_path(path: Path) -> None:
