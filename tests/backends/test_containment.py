@@ -285,6 +285,7 @@ def test_background_processes_end_with_a_successful_run(
         "subprocess.Popen(marked_sleeper())\n"
         "subprocess.Popen(['sleep', SLEEP_ARG])\n"
         "wait_marked(3)\n"
+        "time.sleep(1)  # the host looks for them when it reads READY\n"
         "print('main exits', flush=True)\n"
     )
 
@@ -1016,7 +1017,7 @@ with open("/proc/self/status") as f:
     status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
 print(json.dumps({key: value.strip() for key, value in status.items()}), flush=True)
 os.execv(sys.executable, [sys.executable, "-c",
-         "import time; print('READY', flush=True); time.sleep(0.5)", TAG])
+         "import time; print('READY', flush=True); time.sleep(1)", TAG])
 """
 
 CAPABILITY_SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
