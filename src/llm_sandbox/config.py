@@ -145,6 +145,46 @@ LOCAL_RUNTIME_KEYS = (
 )
 
 
+# runtime_config keys the container engines accept (Docker SDK vocabulary).
+CONTAINER_RUNTIME_KEYS = (
+    "cap_add",
+    "cap_drop",
+    "cpu_count",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_shares",
+    "dns",
+    "environment",
+    "mem_limit",
+    "memory",
+    "memswap_limit",
+    "network_mode",
+    "pids_limit",
+    "ports",
+    "privileged",
+    "runtime",
+    "security_opt",
+    "user",
+    "volumes",
+    "working_dir",
+)
+
+
+def _check_runtime_keys(runtime_config: Mapping[str, Any], backend: SandboxBackend) -> None:
+    accepted = LOCAL_RUNTIME_KEYS if backend is SandboxBackend.LOCAL else CONTAINER_RUNTIME_KEYS
+    unknown = sorted(set(runtime_config) - set(accepted))
+    if unknown:
+        hint = (
+            " Container-only keys need backend='docker' or 'podman'."
+            if backend is SandboxBackend.LOCAL
+            else ""
+        )
+        raise ConfigurationError(
+            f"runtime_config key(s) {', '.join(map(repr, unknown))} are not supported by the "
+            f"{backend.value} backend; it accepts: {', '.join(accepted)}.{hint}"
+        )
+
+
 @dataclass(frozen=True)
 class SessionConfig:
     """Validated options of one session."""
@@ -189,6 +229,7 @@ class SessionConfig:
         if not isinstance(limits, ResourceLimits):
             raise ConfigurationError("limits must be a llm_sandbox.ResourceLimits instance")
         runtime_config = dict(values["runtime_config"] or {})
+        _check_runtime_keys(runtime_config, backend)
         config = cls(
             lang=str(values["lang"]),
             backend=backend,
@@ -315,13 +356,6 @@ def _check_workdir(workdir: Any) -> None:
 def _apply_local_runtime_config(config: SessionConfig) -> SessionConfig:
     """Map the Docker-style runtime_config keys the embedded backend supports onto limits."""
     rc = dict(config.runtime_config)
-    unknown = sorted(set(rc) - set(LOCAL_RUNTIME_KEYS))
-    if unknown:
-        raise ConfigurationError(
-            f"runtime_config key(s) {', '.join(map(repr, unknown))} are not supported by the "
-            f"local backend; it accepts: {', '.join(LOCAL_RUNTIME_KEYS)}. Container-only keys "
-            "need backend='docker' or 'podman'."
-        )
     limits = config.limits
     memory = rc.get("mem_limit", rc.get("memory"))
     if memory is not None:

@@ -13,6 +13,7 @@ and the session stays usable (unless it was the session that expired).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import os
@@ -215,7 +216,7 @@ class SandboxSession:
             for argv in plan.compile:
                 result = self._execute(argv, deadline, started, files=files, env=env)
                 if result.exit_code != 0:
-                    return _replace(result, compile_failed=True)
+                    return dataclasses.replace(result, compile_failed=True)
             result = self._execute(
                 plan.run,
                 deadline,
@@ -421,12 +422,6 @@ def _drain(
     out.finish()
     err.finish()
     return process.wait()
-
-
-def _replace(result: ConsoleOutput, **changes: Any) -> ConsoleOutput:
-    from dataclasses import replace
-
-    return replace(result, **changes)
 
 
 def _ensure_visible(logger: logging.Logger) -> None:

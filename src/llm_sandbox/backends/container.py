@@ -30,6 +30,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from llm_sandbox.backends.base import (
@@ -40,6 +41,7 @@ from llm_sandbox.backends.base import (
     ExitStatus,
     Process,
     RuntimeNeeds,
+    run_to_completion,
 )
 from llm_sandbox.backends.tarexec import TarOverExec
 from llm_sandbox.config import ResourceLimits, SessionConfig, parse_size
@@ -53,30 +55,6 @@ CA_BUNDLE = f"{SUPPORT_DIR}/host-ca.pem"
 CA_ENV = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
 SANDBOX_USER = "1000:1000"
 READ_SIZE = 65536
-
-# Accepted runtime_config keys (Docker SDK vocabulary; the Podman adapter translates).
-RUNTIME_KEYS = (
-    "cap_add",
-    "cap_drop",
-    "cpu_count",
-    "cpu_period",
-    "cpu_quota",
-    "cpu_shares",
-    "dns",
-    "environment",
-    "mem_limit",
-    "memory",
-    "memswap_limit",
-    "network_mode",
-    "pids_limit",
-    "ports",
-    "privileged",
-    "runtime",
-    "security_opt",
-    "user",
-    "volumes",
-    "working_dir",
-)
 
 # SIGKILL every process of our user but this shell, until none is left alive (zombies are
 # already dead; init reaps them). kill(-1) alone cannot tell us when to stop: it reports
@@ -112,13 +90,7 @@ class ContainerSpec:
 
 def build_spec(config: SessionConfig, image: str) -> ContainerSpec:
     """Secure defaults, then the user's runtime_config on top (explicit opt-outs win)."""
-    rc = dict(config.runtime_config)
-    unknown = sorted(set(rc) - set(RUNTIME_KEYS))
-    if unknown:
-        raise ConfigurationError(
-            f"runtime_config key(s) {', '.join(map(repr, unknown))} are not supported; "
-            f"accepted keys: {', '.join(RUNTIME_KEYS)}"
-        )
+    rc = dict(config.runtime_config)  # keys were validated by SessionConfig.build
     limits = config.limits
     workdir = str(rc.pop("working_dir", config.workdir))
     user = str(rc.pop("user", SANDBOX_USER))
@@ -224,11 +196,40 @@ class Engine(ABC):
         """Save the container's file system as a new image; returns its name."""
 
     @abstractmethod
-    def ensure_image(self, config: SessionConfig, default_image: str | None) -> tuple[str, bool]:
-        """The image to run (building a dockerfile if given); (name, built for this session)."""
+    def image_exists(self, image: str) -> bool: ...
+
+    @abstractmethod
+    def build_image(self, context: Path, dockerfile: str, tag: str) -> None: ...
 
     @abstractmethod
     def remove_image(self, image: str) -> None: ...
+
+    honours_tmpfs_mode = True
+    """False when the engine ignores a tmpfs mount's mode and owner (Podman copies the image's)."""
+
+
+def resolve_image(engine: Engine, config: SessionConfig, default: str | None) -> tuple[str, bool]:
+    """The image to run, building `dockerfile` if given; (name, built for this session)."""
+    if config.dockerfile:
+        path = Path(config.dockerfile)
+        if not path.is_file():
+            raise ConfigurationError(f"dockerfile {config.dockerfile!r} does not exist")
+        tag = f"localhost/llm-sandbox-build:{uuid.uuid4().hex[:12]}"
+        engine.build_image(path.parent.resolve(), path.name, tag)
+        return tag, True
+    image = config.image or default
+    if image is None:
+        raise ConfigurationError(f"no image for language {config.lang!r}; pass image=")
+    if not engine.image_exists(image):
+        if config.image:
+            message = f"image {image!r} is not available locally to {engine.name}; build or load it"
+        else:
+            message = (
+                f"the default {config.lang} image {image!r} is not built yet; run: "
+                f"llm-sandbox images build {config.lang} --engine {engine.name}"
+            )
+        raise ConfigurationError(message)
+    return image, False
 
 
 class UnixHttp:
@@ -286,10 +287,16 @@ class ContainerSandbox(TarOverExec):
         self._network_on = False
         self._oom_kills = 0
         self.committed_image: str | None = None
-        self.image, self._built = engine.ensure_image(config, runtime.image)
+        self.image, self._built = resolve_image(engine, config, runtime.image)
         self.spec = build_spec(config, self.image)
         self._container = engine.create(self.spec)
         self._network_on = self.spec.network
+        if not engine.honours_tmpfs_mode:
+            # pid 1's user (root, the tmpfs owner) opens the work directory up; no caps needed.
+            code, _ = self._internal(["chmod", "1777", self.spec.workdir], user="0:0")
+            if code != 0:
+                self.close()
+                raise SandboxRuntimeError(f"could not make {self.spec.workdir} writable")
         logger.debug("%s container %s from %s", engine.name, self._container[:12], self.image)
 
     @property
@@ -324,39 +331,26 @@ class ContainerSandbox(TarOverExec):
         )
         return _ContainerProcess(self, exec_id, sock, ahead, stdin)
 
+    def _internal(self, argv: Sequence[str], user: str | None = None) -> tuple[int, bytes]:
+        """Run one of our own commands (not the user's) to completion; (exit code, stdout)."""
+        exec_id, sock, ahead = self._engine.exec_start(
+            self._container, argv, {}, "/", user or self.spec.user
+        )
+        process = _ContainerProcess(self, exec_id, sock, ahead, b"", internal=True)
+        code, out, _ = run_to_completion(process, timeout=30.0)
+        return code, out
+
     def kill_all(self) -> None:
         """SIGKILL every process of the sandbox user (pid 1 is root and survives)."""
-        exec_id, sock, _ = self._engine.exec_start(
-            self._container, ["sh", "-c", _KILL_ALL], {}, "/", self.spec.user
-        )
-        with contextlib.closing(sock):
-            sock.shutdown(socket.SHUT_WR)
-            sock.settimeout(30)
-            with contextlib.suppress(OSError):
-                while sock.recv(READ_SIZE):
-                    pass
-        _wait_exit_code(self._engine, exec_id, 10.0)
+        self._internal(["sh", "-c", _KILL_ALL])
 
     def oom_kills_increased(self) -> bool:
         """Whether the container's cgroup counted a new OOM kill since we last looked."""
-        exec_id, sock, ahead = self._engine.exec_start(
-            self._container, ["sh", "-c", _OOM_COUNT], {}, "/", self.spec.user
+        _, out = self._internal(["sh", "-c", _OOM_COUNT])
+        lines = out.decode(errors="replace").splitlines()
+        seen = max(
+            (int(line.split()[1]) for line in lines if line.startswith("oom_kill ")), default=0
         )
-        process = _ContainerProcess(self, exec_id, sock, ahead, b"")
-        out = bytearray()
-        while True:
-            chunk = process.read(10.0)
-            if chunk is None or chunk[0] == 0:
-                break
-            if chunk[0] == STDOUT:
-                out += chunk[1]
-        process._close_socket()
-        counts = [
-            int(line.split()[1])
-            for line in out.decode().splitlines()
-            if line.startswith("oom_kill ")
-        ]
-        seen = max(counts, default=0)
         increased = seen > self._oom_kills
         self._oom_kills = seen
         return increased
@@ -383,15 +377,6 @@ class ContainerSandbox(TarOverExec):
                     self._engine.remove_image(self.image)
 
 
-def missing_image_message(image: str, config: SessionConfig, engine: str) -> str:
-    if config.image:
-        return f"image {image!r} is not available locally to {engine}; build or load it first"
-    return (
-        f"the default {config.lang} image {image!r} is not built yet; run: "
-        f"llm-sandbox images build {config.lang} --engine {engine}"
-    )
-
-
 def _wait_exit_code(engine: Engine, exec_id: str, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while True:
@@ -411,8 +396,11 @@ class _ContainerProcess(Process):
         sock: socket.socket,
         ahead: bytes,
         stdin: bytes,
+        *,
+        internal: bool = False,
     ) -> None:
         self._sandbox = sandbox
+        self._internal = internal
         self._exec_id = exec_id
         self._sock = sock
         self._buffer = bytearray(ahead)
@@ -489,10 +477,13 @@ class _ContainerProcess(Process):
     def wait(self) -> ExitStatus:
         self._close_socket()
         code = _wait_exit_code(self._sandbox._engine, self._exec_id, 30.0)
-        oom = code == 128 + 9 and self._sandbox.oom_kills_increased()
+        oom = code == 128 + 9 and not self._internal and self._sandbox.oom_kills_increased()
         return ExitStatus(exit_code=code, out_of_memory=oom)
 
     def kill(self) -> None:
+        if self._internal:  # our own commands start nothing; never recurse into the kill loop
+            self._close_socket()
+            return
         try:
             self._sandbox.kill_all()
         except SandboxRuntimeError:

@@ -20,7 +20,6 @@ from llm_sandbox.backends.container import (
     ContainerSpec,
     Engine,
     UnixHttp,
-    missing_image_message,
 )
 from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import (
@@ -128,31 +127,17 @@ class DockerEngine(Engine):
             self.api.commit(container, repository=repository, tag=tag)
         return f"{repository}:{tag}"
 
-    def ensure_image(self, config: SessionConfig, default_image: str | None) -> tuple[str, bool]:
-        if config.dockerfile:
-            return self._build(config.dockerfile), True
-        image = config.image or default_image
-        if image is None:
-            raise ConfigurationError(f"no image for language {config.lang!r}; pass image=")
+    def image_exists(self, image: str) -> bool:
         with map_errors(f"looking up image {image}"):
             try:
                 self.client.images.get(image)
             except docker.errors.ImageNotFound:
-                raise ConfigurationError(missing_image_message(image, config, "docker")) from None
-        return image, False
+                return False
+        return True
 
-    def _build(self, dockerfile: str) -> str:
-        path = Path(dockerfile)
-        if not path.is_file():
-            raise ConfigurationError(f"dockerfile {dockerfile!r} does not exist")
-        import uuid
-
-        tag = f"localhost/llm-sandbox-build:{uuid.uuid4().hex[:12]}"
+    def build_image(self, context: Path, dockerfile: str, tag: str) -> None:
         with map_errors(f"building {dockerfile}"):
-            self.client.images.build(
-                path=str(path.parent.resolve()), dockerfile=path.name, tag=tag, rm=True
-            )
-        return tag
+            self.client.images.build(path=str(context), dockerfile=dockerfile, tag=tag, rm=True)
 
     def remove_image(self, image: str) -> None:
         with map_errors(f"removing image {image}"):

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import socket
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from llm_sandbox.backends.container import (
     ContainerSpec,
     Engine,
     UnixHttp,
-    missing_image_message,
 )
 from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import (
@@ -83,6 +81,7 @@ def engine_reachable() -> bool:
 
 class PodmanEngine(Engine):
     name = "podman"
+    honours_tmpfs_mode = False
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -115,21 +114,10 @@ class PodmanEngine(Engine):
                 container.start()
                 if spec.isolate:
                     self.set_network(container.id, False)
-                self._open_workdir(container.id, spec.workdir)
             except BaseException:
                 self.remove(container.id)
                 raise
         return str(container.id)
-
-    def _open_workdir(self, container: str, workdir: str) -> None:
-        """Podman ignores tmpfs mode and uid: let pid 1's user (root, owner) open it up."""
-        exec_id, sock, _ = self.exec_start(container, ["chmod", "1777", workdir], {}, "/", "0:0")
-        with contextlib.closing(sock):
-            sock.shutdown(socket.SHUT_WR)
-            while sock.recv(65536):
-                pass
-        if self.exec_exit_code(exec_id) not in (0, None):
-            raise SandboxRuntimeError(f"could not make {workdir} writable in the container")
 
     def exec_start(
         self, container: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, user: str
@@ -185,27 +173,13 @@ class PodmanEngine(Engine):
             self.client.containers.get(container).commit(repository=repository, tag=tag)
         return f"{repository}:{tag}"
 
-    def ensure_image(self, config: SessionConfig, default_image: str | None) -> tuple[str, bool]:
-        if config.dockerfile:
-            return self._build(config.dockerfile), True
-        image = config.image or default_image
-        if image is None:
-            raise ConfigurationError(f"no image for language {config.lang!r}; pass image=")
+    def image_exists(self, image: str) -> bool:
         with map_errors(f"looking up image {image}"):
-            if not self.client.images.exists(image):
-                raise ConfigurationError(missing_image_message(image, config, "podman"))
-        return image, False
+            return bool(self.client.images.exists(image))
 
-    def _build(self, dockerfile: str) -> str:
-        path = Path(dockerfile)
-        if not path.is_file():
-            raise ConfigurationError(f"dockerfile {dockerfile!r} does not exist")
-        tag = f"localhost/llm-sandbox-build:{uuid.uuid4().hex[:12]}"
+    def build_image(self, context: Path, dockerfile: str, tag: str) -> None:
         with map_errors(f"building {dockerfile}"):
-            self.client.images.build(
-                path=str(path.parent.resolve()), dockerfile=path.name, tag=tag, rm=True
-            )
-        return tag
+            self.client.images.build(path=str(context), dockerfile=dockerfile, tag=tag, rm=True)
 
     def remove_image(self, image: str) -> None:
         with map_errors(f"removing image {image}"):

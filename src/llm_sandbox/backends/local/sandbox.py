@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -402,8 +403,6 @@ def _status_lines(status: IO[bytes]) -> list[dict[str, object]]:
 
 
 def _remove_state(paths: bwrap.SessionPaths) -> None:
-    import shutil
-
     for _ in range(50):
         try:
             shutil.rmtree(paths.state)
