@@ -62,3 +62,27 @@ def test_timeout_kills_everything_and_session_survives(gvisor: SandboxSession) -
     assert "sleep 1000" not in survivors
     assert "code_" not in survivors
     assert gvisor.run("print('alive')").stdout == "alive\n"
+
+
+def test_memory_bomb_under_gvisor_is_reported_promptly() -> None:
+    """gVisor ends the whole sandbox at the memory limit: say so at once, not at the timeout."""
+    from llm_sandbox import ResourceLimits
+    from llm_sandbox.exceptions import SandboxRuntimeError
+
+    session = SandboxSession(
+        lang="python",
+        backend="docker",
+        runtime_config=RUNSC,
+        limits=ResourceLimits(memory=256 * 2**20),
+    )
+    try:
+        session.open()
+    except (BackendUnavailableError, ImportError) as exc:
+        if IN_CI:
+            pytest.fail(f"docker+runsc cannot start under CI: {exc}")
+        pytest.skip(f"docker+runsc unavailable: {exc}")
+    try:
+        with pytest.raises(SandboxRuntimeError, match="out of memory"):
+            session.run("a = bytearray(2 * 1024**3)", timeout=60)
+    finally:
+        session.close()

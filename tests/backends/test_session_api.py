@@ -12,6 +12,7 @@ import pytest
 from llm_sandbox import SandboxSession
 from llm_sandbox.exceptions import (
     InvalidPackageError,
+    SandboxRuntimeError,
     SessionStateError,
     UnsafeArchiveError,
 )
@@ -183,3 +184,16 @@ def test_lifecycle_misuse_is_a_clear_error() -> None:
     with pytest.raises(SessionStateError, match="closed"):
         session.run("print(1)")
     session.close()  # closing twice is harmless
+
+
+def test_program_that_kills_its_parent_gets_a_clear_error(
+    session: SandboxSession, backend: str
+) -> None:
+    """Locally the parent is the namespace's init (immune); on containers it is the run agent."""
+    code = "import os, signal; os.kill(os.getppid(), signal.SIGKILL)"
+    if backend == "local":
+        assert session.run(code).exit_code == 0
+    else:
+        with pytest.raises(SandboxRuntimeError, match="exit status is unknown"):
+            session.run(code)
+    assert session.run("print('recovered')").stdout == "recovered\n"

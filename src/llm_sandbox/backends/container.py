@@ -6,14 +6,11 @@ everything else is here, once.
 How a run works in a container:
 
 * The container's pid 1 is an init (reaps zombies) running `sleep infinity` as root with no
-  capabilities; the code runs through `exec` as the sandbox user, so it cannot signal pid 1.
-* One exec per run: a small `sh` wrapper first writes the run's files from stdin (`head -c N`),
-  then runs the program, then SIGKILLs every other process of the sandbox user — background
-  daemons do not outlive their run — and exits with the program's status.
-* On timeout a second exec runs the same kill loop, so everything the run started is dead
-  before the timeout is reported.
-* Output arrives on the exec's hijacked socket as Docker's multiplexed frames (8-byte header:
-  stream, 3 zero bytes, big-endian length); we read them with select() and a deadline.
+  capabilities; the code runs as the sandbox user, so it cannot signal pid 1.
+* Commands go through one long-lived exec, the run agent (see `agent.py`), which also kills
+  every process a run left behind when it ends.
+* On timeout a separate exec SIGKILLs every process of the sandbox user (agent included), so
+  everything the run started is dead before the timeout is reported.
 """
 
 from __future__ import annotations
@@ -22,9 +19,7 @@ import contextlib
 import json
 import logging
 import os
-import selectors
 import socket
-import struct
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -33,12 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llm_sandbox.backends import agent
 from llm_sandbox.backends.base import (
-    STDERR,
-    STDOUT,
     SUPPORT_DIR,
     ExecRequest,
-    ExitStatus,
     Process,
     RuntimeNeeds,
     run_to_completion,
@@ -56,22 +49,9 @@ CA_ENV = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERT
 SANDBOX_USER = "1000:1000"
 READ_SIZE = 65536
 
-# SIGKILL every process of our user but this shell, until none is left alive (zombies are
-# already dead; init reaps them). kill(-1) alone cannot tell us when to stop: it reports
-# success whenever any other process exists, even one it may not signal. Builtins only, so
-# the loop forks nothing that it would then have to kill; bounded against a stuck zombie.
-_KILL_ALL = (
-    "me=$$; i=0; while [ $i -lt 2000 ]; do i=$((i+1)); kill -9 -1 2>/dev/null; alive=0; "
-    'for d in /proc/[0-9]*; do [ "${d#/proc/}" = "$me" ] && continue; [ -O "$d" ] || continue; '
-    'read -r _ _ st _ < "$d/stat" 2>/dev/null || continue; [ "$st" = Z ] || alive=1; done; '
-    "[ $alive = 0 ] && break; done"
-)
 _OOM_COUNT = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>&-"
-_WRAPPER = (
-    'while [ "$1" != -- ]; do { [ -d "${2%/*}" ] || mkdir -p "${2%/*}"; } && '
-    'head -c "$1" > "$2" || exit 125; shift 2; '
-    'done; shift; "$@"; rc=$?; ' + _KILL_ALL + "; exit $rc"
-)
+RUN_SCRIPT = f"{SUPPORT_DIR}/run.sh"
+STDIN_FILE = f"{SUPPORT_DIR}/stdin"
 
 
 @dataclass
@@ -184,6 +164,10 @@ class Engine(ABC):
         """The exec's exit code, or None while it is still running."""
 
     @abstractmethod
+    def container_state(self, container: str) -> dict[str, Any]:
+        """The engine's State of the container (`Running`, `OOMKilled`, `ExitCode`, ...)."""
+
+    @abstractmethod
     def set_network(self, container: str, enabled: bool) -> None:
         """Connect the container to the default network, or disconnect it."""
 
@@ -286,6 +270,7 @@ class ContainerSandbox(TarOverExec):
         self._closed = False
         self._network_on = False
         self._oom_kills = 0
+        self._agent: agent.FrameStream | None = None
         self.committed_image: str | None = None
         self.image, self._built = resolve_image(engine, config, runtime.image)
         self.spec = build_spec(config, self.image)
@@ -311,46 +296,100 @@ class ContainerSandbox(TarOverExec):
             self._engine.set_network(self._container, wanted)
             self._network_on = wanted
         files = list(request.files.items())
-        env = {"HOME": self.spec.workdir, "LANG": "C.UTF-8", **request.env}
+        env = dict(request.env)
         if request.network and os.path.isfile(HOST_CA_BUNDLE):
             # Installers inside trust what the host trusts (e.g. a TLS-inspecting proxy's CA).
             with open(HOST_CA_BUNDLE, "rb") as f:
                 files.append((CA_BUNDLE, f.read()))
             env.update({name: CA_BUNDLE for name in CA_ENV})
-        argv = ["sh", "-c", _WRAPPER, "sh"]
-        for path, content in files:
-            argv += [str(len(content)), path]
-        argv += ["--", *request.argv]
-        stdin = b"".join(content for _, content in files) + (request.stdin or b"")
-        exec_id, sock, ahead = self._engine.exec_start(
-            self._container,
-            argv,
-            env,
-            request.cwd or self.spec.workdir,
-            self.spec.user,
+        stdin = request.stdin or b""
+        script = agent.run_script(
+            request.argv,
+            files=[(path, len(content)) for path, content in files],
+            stdin_size=len(stdin),
+            stdin_path=STDIN_FILE,
+            env=env,
+            cwd=request.cwd or self.spec.workdir,
+        ).encode()
+        nonce = agent.new_nonce()
+        stream = self._agent_stream()
+        stream.send(f"{nonce} {len(script)}\n".encode() + script)
+        for _, content in files:
+            stream.send(content)
+        stream.send(stdin)
+        return agent.AgentRun(
+            stream,
+            nonce,
+            on_kill=self.kill_all,
+            on_lost=self._agent_lost,
+            on_silence=self._check_running,
+            check_oom=self.oom_kills_increased,
         )
-        return _ContainerProcess(self, exec_id, sock, ahead, stdin)
+
+    def _check_running(self) -> None:
+        state = self._engine.container_state(self._container)
+        if state.get("Running"):
+            return
+        self._drop_agent()
+        self._closed = True
+        oom = " after running out of memory" if state.get("OOMKilled") else ""
+        raise SandboxRuntimeError(
+            f"the container stopped{oom} (exit code {state.get('ExitCode')}); "
+            "everything in it is gone, so open a new session"
+        )
+
+    def _agent_lost(self) -> SandboxRuntimeError:
+        """The agent's connection ended without the end markers: say why, honestly."""
+        self._check_running()
+        self._drop_agent()
+        return SandboxRuntimeError(
+            "the run ended the sandbox's command agent (it killed its parent or every process "
+            "of its user), so its exit status is unknown; the next command starts a new agent"
+        )
+
+    def _agent_stream(self) -> agent.FrameStream:
+        if self._agent is None or self._agent.eof:
+            self._drop_agent()
+            base_env = {"HOME": self.spec.workdir, "LANG": "C.UTF-8"}
+            argv = ["sh", "-c", agent.AGENT_SCRIPT, RUN_SCRIPT]
+            _, sock, ahead = self._engine.exec_start(
+                self._container, argv, base_env, self.spec.workdir, self.spec.user
+            )
+            self._agent = agent.FrameStream(sock, ahead)
+        return self._agent
+
+    def _drop_agent(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
 
     def _internal(self, argv: Sequence[str], user: str | None = None) -> tuple[int, bytes]:
-        """Run one of our own commands (not the user's) to completion; (exit code, stdout)."""
+        """Run one of our own commands in a separate exec to completion; (exit code, stdout)."""
         exec_id, sock, ahead = self._engine.exec_start(
             self._container, argv, {}, "/", user or self.spec.user
         )
-        process = _ContainerProcess(self, exec_id, sock, ahead, b"", internal=True)
+        process = agent.ExecProcess(
+            agent.FrameStream(sock, ahead), lambda: _wait_exit_code(self._engine, exec_id, 30.0)
+        )
         code, out, _ = run_to_completion(process, timeout=30.0)
         return code, out
 
     def kill_all(self) -> None:
-        """SIGKILL every process of the sandbox user (pid 1 is root and survives)."""
-        self._internal(["sh", "-c", _KILL_ALL])
+        """SIGKILL every process of the sandbox user, the agent too (pid 1 is root)."""
+        self._drop_agent()
+        try:
+            self._internal(["sh", "-c", agent.KILL_ALL])
+        except SandboxRuntimeError:
+            # The container itself is gone (e.g. gVisor ends the whole sandbox when the memory
+            # limit is hit): nothing of the run can be alive, and later calls say so.
+            logger.warning("could not run the kill loop; the container is no longer running")
 
     def oom_kills_increased(self) -> bool:
         """Whether the container's cgroup counted a new OOM kill since we last looked."""
         _, out = self._internal(["sh", "-c", _OOM_COUNT])
         lines = out.decode(errors="replace").splitlines()
-        seen = max(
-            (int(line.split()[1]) for line in lines if line.startswith("oom_kill ")), default=0
-        )
+        counts = [int(line.split()[1]) for line in lines if line.startswith("oom_kill ")]
+        seen = max(counts, default=0)
         increased = seen > self._oom_kills
         self._oom_kills = seen
         return increased
@@ -367,6 +406,7 @@ class ContainerSandbox(TarOverExec):
         if self._closed:
             return
         self._closed = True
+        self._drop_agent()
         try:
             if self._config.commit_container:
                 logger.info("committed the container as %s", self.commit())
@@ -386,114 +426,3 @@ def _wait_exit_code(engine: Engine, exec_id: str, timeout: float) -> int:
         if time.monotonic() > deadline:
             raise SandboxRuntimeError(f"exec {exec_id[:12]} did not report an exit code")
         time.sleep(0.005)
-
-
-class _ContainerProcess(Process):
-    def __init__(
-        self,
-        sandbox: ContainerSandbox,
-        exec_id: str,
-        sock: socket.socket,
-        ahead: bytes,
-        stdin: bytes,
-        *,
-        internal: bool = False,
-    ) -> None:
-        self._sandbox = sandbox
-        self._internal = internal
-        self._exec_id = exec_id
-        self._sock = sock
-        self._buffer = bytearray(ahead)
-        self._eof = False
-        self._pending_stdin = memoryview(stdin)
-        self._selector = selectors.DefaultSelector()
-        self._registered = False
-        sock.setblocking(False)
-        self._feed_stdin()
-
-    def _feed_stdin(self) -> None:
-        """Send stdin without blocking; a full socket is retried while reading output."""
-        while self._pending_stdin:
-            try:
-                sent = self._sock.send(self._pending_stdin)
-            except BlockingIOError:
-                return
-            except OSError:
-                self._pending_stdin = memoryview(b"")
-                break
-            self._pending_stdin = self._pending_stdin[sent:]
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_WR)
-
-    def _frame(self) -> tuple[int, bytes] | None:
-        if len(self._buffer) < 8:
-            return None
-        stream, size = self._buffer[0], struct.unpack(">I", self._buffer[4:8])[0]
-        if len(self._buffer) < 8 + size:
-            return None
-        data = bytes(self._buffer[8 : 8 + size])
-        del self._buffer[: 8 + size]
-        return (STDERR if stream == 2 else STDOUT), data
-
-    def read(self, timeout: float) -> tuple[int, bytes] | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = self._frame()
-            if frame is not None:
-                return frame
-            if self._eof:
-                return 0, b""
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._pending_stdin else 0)
-            key = (
-                self._selector.get_map().get(self._sock.fileno())
-                if self._selector.get_map()
-                else None
-            )
-            if key is None:
-                self._selector.register(self._sock, events)
-            else:
-                self._selector.modify(self._sock, events)
-            ready = self._selector.select(max(0.0, deadline - time.monotonic()))
-            if not ready:
-                return None
-            for _, mask in ready:
-                if mask & selectors.EVENT_WRITE:
-                    self._feed_stdin()
-                if mask & selectors.EVENT_READ:
-                    self._receive()
-
-    def _receive(self) -> None:
-        try:
-            data = self._sock.recv(READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if data:
-            self._buffer += data
-        else:
-            self._eof = True
-
-    def wait(self) -> ExitStatus:
-        self._close_socket()
-        code = _wait_exit_code(self._sandbox._engine, self._exec_id, 30.0)
-        oom = code == 128 + 9 and not self._internal and self._sandbox.oom_kills_increased()
-        return ExitStatus(exit_code=code, out_of_memory=oom)
-
-    def kill(self) -> None:
-        if self._internal:  # our own commands start nothing; never recurse into the kill loop
-            self._close_socket()
-            return
-        try:
-            self._sandbox.kill_all()
-        except SandboxRuntimeError:
-            # The container itself is gone (e.g. gVisor ends the whole sandbox when the memory
-            # limit is hit): nothing of the run can be alive, and later calls say so.
-            logger.warning("could not run the kill loop; the container is no longer running")
-        self._close_socket()
-
-    def _close_socket(self) -> None:
-        with contextlib.suppress(Exception):
-            self._selector.close()
-        with contextlib.suppress(OSError):
-            self._sock.close()

@@ -110,6 +110,11 @@ class DockerEngine(Engine):
         code = info.get("ExitCode")
         return int(code) if code is not None else None
 
+    def container_state(self, container: str) -> dict[str, Any]:
+        with map_errors("inspecting the container"):
+            state: dict[str, Any] = self.api.inspect_container(container)["State"]
+        return state
+
     def set_network(self, container: str, enabled: bool) -> None:
         with map_errors("switching the container's network"):
             network = self.client.networks.get("bridge")

@@ -152,6 +152,13 @@ class PodmanEngine(Engine):
         code = info.get("ExitCode")
         return int(code) if code is not None else None
 
+    def container_state(self, container: str) -> dict[str, Any]:
+        with map_errors("inspecting the container"):
+            response = self.client.api.get(f"/containers/{container}/json", compatible=True)
+            response.raise_for_status()
+            state: dict[str, Any] = response.json()["State"]
+        return state
+
     def set_network(self, container: str, enabled: bool) -> None:
         with map_errors("switching the container's network"):
             network = self.client.networks.get("podman")

@@ -1,0 +1,290 @@
+"""The run agent: one long-lived exec per container session that runs every command.
+
+Starting an exec costs a container engine ~40 ms (runc exec), more than a warm Python run.
+So a session starts one exec running a tiny `sh` loop as the sandbox user and keeps its
+hijacked connection open. For each command we send a header line, a generated script, and
+the bytes the script copies out of the agent's stdin (files, then the program's stdin):
+
+    <nonce> <script length>\\n <script> <file 1> ... <file n> <stdin>
+
+The script places the files (`head -c N`, which reads exactly N bytes) and execs the
+program. When it exits, the agent SIGKILLs every other process of the sandbox user (so
+background daemons do not outlive their run) and prints an end marker carrying the nonce and
+the exit code on both stdout and stderr. A run ends when both markers have arrived;
+everything before them is the program's output. The nonce is random per run, so output
+cannot end a run by accident.
+
+If the program kills the agent (it runs as the same user), the connection ends without a
+marker; the run fails with a clear error and the next command starts a new agent.
+
+Output arrives as the engines' multiplexed frames (8-byte header: stream, 3 zero bytes,
+big-endian length); `FrameStream` reads them with select() and a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import selectors
+import shlex
+import socket
+import struct
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from llm_sandbox.backends.base import STDERR, STDOUT, ExitStatus, Process
+from llm_sandbox.exceptions import SandboxRuntimeError
+
+READ_SIZE = 65536
+LIVENESS_INTERVAL = 2.0
+"""Seconds of silence after which a run checks that its container is still alive."""
+
+
+def kill_loop(keep: str) -> str:
+    """sh that SIGKILLs every process of our user but itself and `keep` until none is alive.
+
+    Builtins only, so the loop forks nothing it would then have to kill; zombies are already
+    dead (pid 1 reaps them); bounded against a process stuck in the kernel.
+    """
+    return (
+        f"keep={keep}; i=0; while [ $i -lt 2000 ]; do i=$((i+1)); alive=0; "
+        "for d in /proc/[0-9]*; do p=${d#/proc/}; "
+        '{ [ "$p" = "$$" ] || [ "$p" = "$keep" ]; } && continue; [ -O "$d" ] || continue; '
+        'read -r _ _ st _ < "$d/stat" 2>/dev/null || continue; [ "$st" = Z ] && continue; '
+        'kill -9 "$p" 2>/dev/null; alive=1; done; [ $alive = 0 ] && break; done'
+    )
+
+
+KILL_ALL = kill_loop("0")
+
+_END = 'printf \'\\000llm-sandbox-end:%s:%d\\000\' "$nonce" "$rc"'
+
+# The agent: read a header, save the script, run it (the script ends by exec-ing the program,
+# so the agent waits on the program itself), kill what the run left behind, print the end
+# markers. dash reports a child killed by a signal ("Killed") on that command's own stderr,
+# so the script runs with stderr on /dev/null and first restores the real one from fd 3.
+AGENT_SCRIPT = (
+    'while read -r nonce size; do head -c "$size" > "$0" || exit 1; '
+    'sh "$0" 3>&2 2>/dev/null; rc=$?; ' + kill_loop("$$") + f"; {_END}; {_END} >&2; done"
+)
+
+
+def marker(nonce: str) -> bytes:
+    return b"\0llm-sandbox-end:" + nonce.encode() + b":"
+
+
+def run_script(
+    argv: Sequence[str],
+    *,
+    files: Sequence[tuple[str, int]],
+    stdin_size: int,
+    stdin_path: str,
+    env: Mapping[str, str],
+    cwd: str,
+) -> str:
+    """The script the agent runs for one command: place files and stdin, then exec argv."""
+    q = shlex.quote
+    lines = ["exec 2>&3 3>&-"]
+    for path, size in files:
+        parent = path.rsplit("/", 1)[0] or "/"
+        mkdir = f"{{ [ -d {q(parent)} ] || mkdir -p {q(parent)}; }}"
+        lines.append(f"{mkdir} && head -c {size} > {q(path)} || exit 125")
+    lines.append(f"head -c {stdin_size} > {q(stdin_path)} || exit 125")
+    lines += [f"export {name}={q(value)}" for name, value in sorted(env.items())]
+    lines.append(f"cd {q(cwd)} || exit 125")
+    lines.append(f"exec {' '.join(map(q, argv))} < {q(stdin_path)}")
+    return "\n".join(lines) + "\n"
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+class FrameStream:
+    """A hijacked exec connection: frames in, stdin bytes out, both without blocking."""
+
+    def __init__(self, sock: socket.socket, ahead: bytes) -> None:
+        self.sock = sock
+        self.eof = False
+        self._buffer = bytearray(ahead)
+        self._pending = bytearray()
+        self._selector = selectors.DefaultSelector()
+        self._registered = False
+        sock.setblocking(False)
+
+    def send(self, data: bytes) -> None:
+        self._pending += data
+        self._flush()
+
+    def close_stdin(self) -> None:
+        self._flush()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+
+    def _flush(self) -> None:
+        while self._pending:
+            try:
+                sent = self.sock.send(self._pending)
+            except BlockingIOError:
+                return
+            except OSError:
+                self._pending.clear()
+                return
+            del self._pending[:sent]
+
+    def _frame(self) -> tuple[int, bytes] | None:
+        if len(self._buffer) < 8:
+            return None
+        stream, size = self._buffer[0], struct.unpack(">I", self._buffer[4:8])[0]
+        if len(self._buffer) < 8 + size:
+            return None
+        data = bytes(self._buffer[8 : 8 + size])
+        del self._buffer[: 8 + size]
+        return (STDERR if stream == 2 else STDOUT), data
+
+    def next_frame(self, timeout: float) -> tuple[int, bytes] | None:
+        """The next frame; `(0, b"")` at end of stream; None when `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = self._frame()
+            if frame is not None:
+                return frame
+            if self.eof:
+                return 0, b""
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._pending else 0)
+            if self._registered:
+                self._selector.modify(self.sock, events)
+            else:
+                self._selector.register(self.sock, events)
+                self._registered = True
+            ready = self._selector.select(max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None
+            for _, mask in ready:
+                if mask & selectors.EVENT_WRITE:
+                    self._flush()
+                if mask & selectors.EVENT_READ:
+                    self._receive()
+
+    def _receive(self) -> None:
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._buffer += data
+        else:
+            self.eof = True
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._selector.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class ExecProcess(Process):
+    """A one-off exec of our own (kill loop, probes): output until the stream ends."""
+
+    def __init__(self, stream: FrameStream, exit_code: Callable[[], int]) -> None:
+        self._stream = stream
+        self._exit_code = exit_code
+        stream.close_stdin()
+
+    def read(self, timeout: float) -> tuple[int, bytes] | None:
+        return self._stream.next_frame(timeout)
+
+    def wait(self) -> ExitStatus:
+        self._stream.close()
+        return ExitStatus(exit_code=self._exit_code())
+
+    def kill(self) -> None:
+        self._stream.close()
+
+
+class _MarkerSplitter:
+    """Separates one stream's output from the end marker that follows it."""
+
+    def __init__(self, mark: bytes) -> None:
+        self._mark = mark
+        self._held = bytearray()
+        self.exit_code: int | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        """Output that is certainly the program's; holds back a possible marker prefix."""
+        if self.exit_code is not None:
+            return b""
+        self._held += data
+        at = self._held.find(self._mark)
+        if at >= 0:
+            end = self._held.find(b"\0", at + len(self._mark))
+            if end < 0:
+                out = bytes(self._held[:at])
+                del self._held[:at]
+                return out
+            self.exit_code = int(self._held[at + len(self._mark) : end])
+            out = bytes(self._held[:at])
+            self._held.clear()
+            return out
+        # Hold back only a tail that could be the start of the marker (it begins with NUL).
+        start = self._held.rfind(b"\0", max(0, len(self._held) - len(self._mark) + 1))
+        cut = start if start >= 0 and self._mark.startswith(self._held[start:]) else len(self._held)
+        out = bytes(self._held[:cut])
+        del self._held[:cut]
+        return out
+
+
+class AgentRun(Process):
+    """One command run by the agent; ends when both end markers have arrived."""
+
+    def __init__(
+        self,
+        stream: FrameStream,
+        nonce: str,
+        *,
+        on_kill: Callable[[], None],
+        on_lost: Callable[[], SandboxRuntimeError],
+        on_silence: Callable[[], None],
+        check_oom: Callable[[], bool],
+    ) -> None:
+        self._stream = stream
+        self._splitters = {
+            STDOUT: _MarkerSplitter(marker(nonce)),
+            STDERR: _MarkerSplitter(marker(nonce)),
+        }
+        self._on_kill = on_kill
+        self._on_lost = on_lost
+        self._on_silence = on_silence
+        self._check_oom = check_oom
+
+    def _done(self) -> bool:
+        return all(s.exit_code is not None for s in self._splitters.values())
+
+    def read(self, timeout: float) -> tuple[int, bytes] | None:
+        deadline = time.monotonic() + timeout
+        while not self._done():
+            remaining = deadline - time.monotonic()
+            frame = self._stream.next_frame(max(0.0, min(remaining, LIVENESS_INTERVAL)))
+            if frame is None:
+                if remaining <= LIVENESS_INTERVAL:
+                    return None
+                self._on_silence()  # raises if the container itself is gone
+                continue
+            stream, data = frame
+            if stream == 0:
+                raise self._on_lost()
+            output = self._splitters[stream].feed(data)
+            if output:
+                return stream, output
+        return 0, b""
+
+    def wait(self) -> ExitStatus:
+        code = self._splitters[STDOUT].exit_code
+        if code is None:
+            raise SandboxRuntimeError("wait() called before the run ended")
+        return ExitStatus(exit_code=code, out_of_memory=code == 137 and self._check_oom())
+
+    def kill(self) -> None:
+        self._on_kill()
