@@ -59,6 +59,12 @@ class ResourceLimits:
     output: int = 1 * MiB
     """Bytes kept per output stream per run; the rest is dropped and the result says so."""
 
+    @property
+    def max_files(self) -> int:
+        """Files (inodes) per tmpfs: each pins ~1 KiB of kernel memory that no limit reclaims."""
+        basis = self.memory if self.memory is not None else self.disk
+        return max(1024, basis // 4096)
+
     def __post_init__(self) -> None:
         for name in (
             "memory",

@@ -101,6 +101,7 @@ class SandboxSession:
         self._expires_at: float | None = None
         self._expiry_timer: threading.Timer | None = None
         self._run_count = 0
+        self._committed_image: str | None = None
         if self.config.verbose:
             _ensure_visible(self.logger)
 
@@ -108,6 +109,11 @@ class SandboxSession:
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def committed_image(self) -> str | None:
+        """With commit_container=True: the new image the container was saved as at close."""
+        return self._committed_image
 
     @property
     def is_open(self) -> bool:
@@ -145,8 +151,13 @@ class SandboxSession:
         sandbox, self._sandbox = self._sandbox, None
         if sandbox is not None:
             started = time.monotonic()
-            sandbox.close()
+            try:
+                sandbox.close()
+            finally:
+                self._committed_image = sandbox.committed_image
             self._log("closed sandbox in %.3f s", time.monotonic() - started)
+            if self._committed_image:
+                self._log("saved the container as image %s", self._committed_image)
 
     def _expire(self) -> None:
         with self._lock:

@@ -832,9 +832,7 @@ print(json.dumps(report))
 """
 
 
-def test_disk_fill_is_contained(
-    make_session: SessionFactory, backend: str, request: pytest.FixtureRequest
-) -> None:
+def test_disk_fill_is_contained(make_session: SessionFactory) -> None:
     """Attack: write to /sandbox until the writes fail, rotating to a new file each time the
     per-file limit (EFBIG) is hit; then try again in a second run.
 
@@ -846,14 +844,6 @@ def test_disk_fill_is_contained(
     tmpfs pages are charged to the run's memory cgroup, so with the defaults (1 GiB disk, 512
     MiB memory) the run is OOM-killed before the disk fills.
     """
-    if backend == "podman":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="podman: per-file size limit not applied (Podman 4.3 given ulimits fails "
-                "to set nproc without CAP_SYS_RESOURCE); the tmpfs byte cap still holds",
-                strict=False,
-            )
-        )
     disk, file_size = 128 * MiB, 32 * MiB
     session = make_session(limits=ResourceLimits(disk=disk, file_size=file_size))
     host_free = shutil.disk_usage("/").free
@@ -895,11 +885,11 @@ def test_inode_flood_is_contained(
     disk space and free inodes barely moved, the host can start processes, and the session
     runs code again. (A 128 MiB memory limit only makes the local run end sooner.)
     """
-    if backend in ("docker", "podman"):
+    if backend == "podman":
         request.applymarker(
             pytest.mark.xfail(
-                reason="containers: tmpfs inodes are charged to the container's memory cgroup, so "
-                "the flood ends in a contained OOM kill (verdict out_of_memory), not ENOSPC",
+                reason="podman 4.3 rejects the tmpfs nr_inodes option, so the flood ends in a "
+                "contained OOM kill (verdict out_of_memory) rather than ENOSPC",
                 strict=False,
             )
         )
@@ -946,21 +936,11 @@ def test_inode_flood_across_runs_stays_within_session_limits(
     session pins is bounded by its limits, not by how many runs it makes. (Counting files is
     exact; the host's MemAvailable, shown in the message, is too noisy to assert on.)
     """
-    if backend == "local":
+    if backend == "podman":
         request.applymarker(
             pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="local backend: the session tmpfs is capped in bytes (--size) but not in "
-                "inodes, and memory is limited per run, so each run pins another ~memory-limit "
-                "of unreclaimable kernel memory (inodes/dentries) for the session's lifetime",
-            )
-        )
-    else:
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="containers: the inode flood ends in a contained OOM kill of the run "
-                "(verdict out_of_memory) instead of the ENOSPC this test expects",
+                reason="podman 4.3 rejects the tmpfs nr_inodes option, so the flood ends in a "
+                "contained OOM kill of the run (verdict out_of_memory) instead of ENOSPC",
                 strict=False,
             )
         )

@@ -67,7 +67,6 @@ def test_timeout_kills_everything_and_session_survives(gvisor: SandboxSession) -
 def test_memory_bomb_under_gvisor_is_reported_promptly() -> None:
     """gVisor ends the whole sandbox at the memory limit: say so at once, not at the timeout."""
     from llm_sandbox import ResourceLimits
-    from llm_sandbox.exceptions import SandboxRuntimeError
 
     session = SandboxSession(
         lang="python",
@@ -82,7 +81,19 @@ def test_memory_bomb_under_gvisor_is_reported_promptly() -> None:
             pytest.fail(f"docker+runsc cannot start under CI: {exc}")
         pytest.skip(f"docker+runsc unavailable: {exc}")
     try:
-        with pytest.raises(SandboxRuntimeError, match="out of memory"):
-            session.run("a = bytearray(2 * 1024**3)", timeout=60)
+        outcome = _memory_bomb(session)
     finally:
         session.close()
+    # Either only the program was OOM-killed, or gVisor ended the whole sandbox; both are
+    # contained, and either way the report says memory ran out.
+    assert "out of memory" in outcome
+
+
+def _memory_bomb(session: SandboxSession) -> str:
+    from llm_sandbox.exceptions import SandboxRuntimeError
+
+    try:
+        result = session.run("a = bytearray(2 * 1024**3)", timeout=60)
+    except SandboxRuntimeError as exc:
+        return str(exc)
+    return "out of memory" if result.out_of_memory else f"exit {result.exit_code}"

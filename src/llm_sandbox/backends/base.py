@@ -21,6 +21,8 @@ STDERR = 2
 SUPPORT_DIR = "/opt/llm-sandbox"
 """Directory inside every sandbox for our own files: the code to run and installed libraries."""
 LIBS_DIR = f"{SUPPORT_DIR}/libs"
+BAKED_LIBS_DIR = "/usr/local/lib/llm-sandbox/libs"
+"""Libraries saved into an image by `commit_container=True`; read-only in later sessions."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class Process(ABC):
 
 class Sandbox(ABC):
     """An open sandbox. `close()` must be safe to call more than once."""
+
+    committed_image: str | None = None
+    """The image a container sandbox was saved as when it closed (commit_container=True)."""
 
     @abstractmethod
     def exec(self, request: ExecRequest) -> Process:

@@ -30,6 +30,8 @@ from typing import Any
 
 from llm_sandbox.backends import agent
 from llm_sandbox.backends.base import (
+    BAKED_LIBS_DIR,
+    LIBS_DIR,
     SUPPORT_DIR,
     ExecRequest,
     Process,
@@ -51,6 +53,11 @@ READ_SIZE = 65536
 
 _OOM_COUNT = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>&-"
 RUN_SCRIPT = f"{SUPPORT_DIR}/run.sh"
+# The libraries live on a tmpfs that a commit does not capture: copy them into the image.
+_BAKE_LIBS = (
+    f"mkdir -p {BAKED_LIBS_DIR} && "
+    f"if [ -d {LIBS_DIR} ]; then cp -R {LIBS_DIR}/. {BAKED_LIBS_DIR}/; fi"
+)
 STDIN_FILE = f"{SUPPORT_DIR}/stdin"
 
 
@@ -77,7 +84,7 @@ def build_spec(config: SessionConfig, image: str) -> ContainerSpec:
     network_mode = rc.pop("network_mode", None)
     network = config.network or network_mode not in (None, "none")
     environment = {**config.environment, **dict(rc.pop("environment", {}) or {})}
-    disk = limits.disk
+    tmpfs = f"rw,exec,size={limits.disk},nr_inodes={limits.max_files}"
     options: dict[str, Any] = {
         "entrypoint": ["sleep", "infinity"],
         "init": True,
@@ -86,11 +93,12 @@ def build_spec(config: SessionConfig, image: str) -> ContainerSpec:
         "user": "0:0",
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
-        "read_only": True,
+        # A committed container must be able to keep what install() put there.
+        "read_only": not config.commit_container,
         "tmpfs": {
-            workdir: f"rw,exec,size={disk},mode=1777{_owner_options(user)}",
-            "/tmp": f"rw,exec,size={disk},mode=1777",
-            SUPPORT_DIR: f"rw,exec,size={disk},mode=1777",
+            workdir: f"{tmpfs},mode=1777{_owner_options(user)}",
+            "/tmp": f"{tmpfs},mode=1777",
+            SUPPORT_DIR: f"{tmpfs},mode=1777{_owner_options(user)}",
         },
         "environment": environment,
         "labels": {LABEL: "1", f"{LABEL}.pid": str(os.getpid())},
@@ -271,17 +279,17 @@ class ContainerSandbox(TarOverExec):
         self._network_on = False
         self._oom_kills = 0
         self._agent: agent.FrameStream | None = None
-        self.committed_image: str | None = None
         self.image, self._built = resolve_image(engine, config, runtime.image)
         self.spec = build_spec(config, self.image)
         self._container = engine.create(self.spec)
         self._network_on = self.spec.network
         if not engine.honours_tmpfs_mode:
             # pid 1's user (root, the tmpfs owner) opens the work directory up; no caps needed.
-            code, _ = self._internal(["chmod", "1777", self.spec.workdir], user="0:0")
+            dirs = [self.spec.workdir, SUPPORT_DIR]
+            code, _ = self._internal(["chmod", "1777", *dirs], user="0:0")
             if code != 0:
                 self.close()
-                raise SandboxRuntimeError(f"could not make {self.spec.workdir} writable")
+                raise SandboxRuntimeError(f"could not make {' and '.join(dirs)} writable")
         logger.debug("%s container %s from %s", engine.name, self._container[:12], self.image)
 
     @property
@@ -395,6 +403,10 @@ class ContainerSandbox(TarOverExec):
         return increased
 
     def commit(self) -> str:
+        """Save the container as a new image, with installed libraries baked in."""
+        code, _ = self._internal(["sh", "-c", _BAKE_LIBS], user="0:0")
+        if code != 0:
+            raise SandboxRuntimeError("could not save the installed libraries into the image")
         tag = f"session-{uuid.uuid4().hex[:12]}"
         repository = (
             self.image.rsplit(":", 1)[0] if ":" in self.image.split("/")[-1] else self.image
@@ -409,7 +421,7 @@ class ContainerSandbox(TarOverExec):
         self._drop_agent()
         try:
             if self._config.commit_container:
-                logger.info("committed the container as %s", self.commit())
+                self.commit()
         finally:
             self._engine.remove(self._container)
             if self._built and not self._config.keep_template:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -96,9 +97,14 @@ class PodmanEngine(Engine):
     def create(self, spec: ContainerSpec) -> str:
         options = dict(spec.options)
         options["mounts"] = [*options.get("mounts", []), *_tmpfs_mounts(options.pop("tmpfs", {}))]
-        # Podman 4.3 given any ulimits drops containers.conf's default_ulimits and then fails
-        # to set nproc without CAP_SYS_RESOURCE: per-file size limits are not applied here.
-        options.pop("ulimits", None)
+        # Given any ulimits, Podman stops applying containers.conf's default_ulimits and would
+        # raise nproc past what it may (it lowers its own to kernel.pid_max): pass ours too.
+        if not any(u["Name"] == "nproc" for u in options.get("ulimits", [])):
+            nproc = _nproc_ceiling()
+            options["ulimits"] = [
+                *options.get("ulimits", []),
+                {"Name": "nproc", "Soft": nproc, "Hard": nproc},
+            ]
         security = [o for o in options.pop("security_opt", []) if not o.startswith("no-new-priv")]
         options["no_new_privileges"] = len(security) < len(spec.options.get("security_opt", []))
         if security:
@@ -193,8 +199,20 @@ class PodmanEngine(Engine):
             self.client.images.remove(image, force=True)
 
 
+def _nproc_ceiling() -> int:
+    hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid_max = int(f.read())
+    return pid_max if hard == resource.RLIM_INFINITY else min(hard, pid_max)
+
+
 def _tmpfs_mounts(tmpfs: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Docker's `tmpfs={path: "size=N,mode=M"}` as the mounts the Podman SDK accepts."""
+    """Docker's `tmpfs={path: "size=N,mode=M,..."}` as the mounts the Podman SDK accepts.
+
+    The SDK forwards only a few named options (size, mode) plus the value of `relabel`
+    verbatim, which carries `exec`. Podman 4.3 rejects `nr_inodes`, so files are capped only
+    by the memory limit here.
+    """
     mounts: list[dict[str, Any]] = []
     for target, text in tmpfs.items():
         mount: dict[str, Any] = {"type": "tmpfs", "source": "tmpfs", "target": target}
@@ -202,6 +220,8 @@ def _tmpfs_mounts(tmpfs: Mapping[str, str]) -> list[dict[str, Any]]:
             key, _, value = option.partition("=")
             if key in ("size", "mode"):
                 mount[key] = value
+            elif key == "exec":
+                mount["relabel"] = option
         mounts.append(mount)
     return mounts
 

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from llm_sandbox.backends.base import LIBS_DIR, RuntimeNeeds
+from llm_sandbox.backends.base import BAKED_LIBS_DIR, LIBS_DIR, RuntimeNeeds
 from llm_sandbox.images.builder import image_for
 from llm_sandbox.language_handlers.base import AbstractLanguageHandler, LanguageConfig
 
@@ -37,7 +37,8 @@ class PythonHandler(AbstractLanguageHandler):
         return rf"^\s*(?:import\s+{module}\b|from\s+{module}\b)"
 
     def run_env(self, workdir: str) -> dict[str, str]:
-        return {"PYTHONPATH": f"{workdir}:{self.libs_dir}", "PYTHONUNBUFFERED": "1"}
+        path = f"{workdir}:{self.libs_dir}:{BAKED_LIBS_DIR}/python"
+        return {"PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
 
     def runtime_needs(self) -> RuntimeNeeds:
         prefix = host_python_prefix()

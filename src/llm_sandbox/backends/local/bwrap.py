@@ -96,16 +96,23 @@ class SessionPaths:
 AREAS = ("work", "tmp", "shm", "libs")
 
 
-def holder_argv(bwrap: str, paths: SessionPaths, disk_bytes: int, status_fd: int) -> list[str]:
-    """The session holder: a user+mount namespace owning the size-capped session tmpfs."""
+def holder_argv(
+    bwrap: str, paths: SessionPaths, disk_bytes: int, max_files: int, status_fd: int
+) -> list[str]:
+    """The session holder: a user+mount namespace owning the capped session tmpfs.
+
+    The holder mounts the tmpfs itself (CAP_SYS_ADMIN inside its own user namespace only),
+    because bwrap's --tmpfs can cap bytes but not inodes, and a flood of empty files would
+    otherwise pin unbounded kernel memory. It says "ready" once the mount is in place (bwrap
+    reports its pid earlier, while the namespace is still being assembled), then waits for
+    stdin to close.
+    """
     argv = [bwrap, "--unshare-user", "--die-with-parent", "--dev-bind", "/", "/"]
-    argv += ["--size", str(disk_bytes), "--tmpfs", paths.fs]
-    for area in AREAS:
-        argv += ["--dir", paths.area(area)]
-    # The holder says "ready" once its mounts are in place (bwrap reports its pid earlier,
-    # while the namespace is still being assembled), then waits for stdin to close.
-    argv += ["--json-status-fd", str(status_fd), "--", "sh", "-c", "echo ready && exec cat"]
-    return argv
+    argv += ["--cap-add", "CAP_SYS_ADMIN", "--json-status-fd", str(status_fd), "--"]
+    options = f"size={disk_bytes},nr_inodes={max_files},mode=0700"
+    areas = " ".join(f'"$1/{area}"' for area in AREAS)
+    script = f'mount -t tmpfs -o {options} tmpfs "$1" && mkdir {areas} && echo ready && exec cat'
+    return [*argv, "sh", "-c", script, "sh", paths.fs]
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,10 @@ class LocalSandbox(TarOverExec):
 
     def _start_holder(self) -> None:
         status_r, status_w = os.pipe()
-        argv = bwrap.holder_argv(self._host.bwrap, self._paths, self._config.limits.disk, status_w)
+        limits = self._config.limits
+        argv = bwrap.holder_argv(
+            self._host.bwrap, self._paths, limits.disk, limits.max_files, status_w
+        )
         try:
             self._holder = subprocess.Popen(
                 argv,
