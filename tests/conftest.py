@@ -53,6 +53,14 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
+@pytest.fixture(params=[b for b in implemented_backends() if b != "local"])
+def container_backend(request: pytest.FixtureRequest) -> str:
+    """Only the container engines (docker, podman)."""
+    name: str = request.param
+    _require(name)
+    return name
+
+
 SessionFactory = Callable[..., SandboxSession]
 
 

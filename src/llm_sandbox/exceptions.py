@@ -8,6 +8,7 @@ SandboxError
 ├── UnsafeArchiveError (ValueError)        a tar stream from a sandbox tried to escape
 ├── BackendUnavailableError (RuntimeError) the backend cannot run here (tool/extra/daemon)
 │   └── ControlUnavailableError            a requested control cannot be applied (fail closed)
+├── ImageBuildError (RuntimeError)         a default image or a dockerfile could not be built
 ├── SessionStateError (RuntimeError)       run before open, run after close, ...
 ├── SandboxTimeoutError (TimeoutError)     a run or the session ran out of time; all killed
 ├── SandboxRuntimeError (RuntimeError)     the sandbox itself failed (not the user's program)
@@ -47,6 +48,10 @@ class BackendUnavailableError(SandboxError, RuntimeError):
 
 class ControlUnavailableError(BackendUnavailableError):
     """A requested isolation control cannot be applied, so the sandbox refuses to open."""
+
+
+class ImageBuildError(SandboxError, RuntimeError):
+    """An image (a default image, or the session's dockerfile) could not be built."""
 
 
 class SessionStateError(SandboxError, RuntimeError):

@@ -25,6 +25,7 @@ from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
+    ImageBuildError,
     SandboxRuntimeError,
 )
 
@@ -34,6 +35,8 @@ def map_errors(action: str) -> Iterator[None]:
     """Translate Docker SDK errors into ours, at the backend boundary only."""
     try:
         yield
+    except docker.errors.BuildError as exc:
+        raise ImageBuildError(f"{action} failed: {exc.msg}") from exc
     except docker.errors.ImageNotFound as exc:
         raise ConfigurationError(f"{action}: image not found ({exc.explanation})") from exc
     except docker.errors.APIError as exc:

@@ -31,6 +31,7 @@ from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
+    ImageBuildError,
     SandboxRuntimeError,
 )
 
@@ -40,6 +41,8 @@ def map_errors(action: str) -> Iterator[None]:
     """Translate Podman SDK errors into ours, at the backend boundary only."""
     try:
         yield
+    except podman.errors.BuildError as exc:
+        raise ImageBuildError(f"{action} failed: {exc}") from exc
     except podman.errors.ImageNotFound as exc:
         raise ConfigurationError(f"{action}: image not found ({exc})") from exc
     except podman.errors.APIError as exc:

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
+from llm_sandbox import exceptions
 from llm_sandbox.images.recipes import (
     COMMON_DEBIAN_PACKAGES,
     DEBIAN_SUITE,
@@ -83,7 +84,7 @@ _DEB_LINE: Final = re.compile(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)")
 _MIRROR_SCHEMES: Final = ("http://", "https://", "ftp://", "file:/")
 
 
-class ImageBuildError(RuntimeError):
+class ImageBuildError(exceptions.ImageBuildError):
     """An image could not be built; ``output_tail`` holds the failing command's last lines."""
 
     def __init__(self, message: str, *, command: Sequence[str] = (), output_tail: str = "") -> None:
