@@ -43,7 +43,9 @@ class ResourceLimits:
     """Limits applied to every run. `None` switches a limit off (explicitly, never by accident)."""
 
     memory: int | None = 512 * MiB
-    """Bytes of memory for everything the run starts (cgroup; address-space rlimit otherwise)."""
+    """Bytes of memory for everything a run starts (cgroup; address-space rlimit otherwise).
+
+    Files the run writes to the work directory or /tmp live in memory and count too."""
     processes: int | None = 128
     """Processes and threads alive at once."""
     cpus: float | None = None
@@ -351,11 +353,13 @@ def check_timeout(value: Any, name: str) -> None:
 
 
 def _check_workdir(workdir: Any) -> None:
-    reserved = ("/", "/proc", "/dev", "/usr", "/etc", "/tmp", "/opt/llm-sandbox")
+    system_trees = ("/proc", "/dev", "/sys", "/usr", "/etc", "/opt/llm-sandbox")
     if not isinstance(workdir, str) or not workdir.startswith("/") or ".." in workdir.split("/"):
         raise ConfigurationError(f"workdir must be an absolute path without '..', got {workdir!r}")
     normal = os.path.normpath(workdir)
-    if any(normal == r or (r != "/" and normal.startswith(r + "/")) for r in reserved):
+    if normal in ("/", "/tmp") or any(
+        normal == tree or normal.startswith(tree + "/") for tree in system_trees
+    ):
         raise ConfigurationError(f"workdir {workdir!r} is a system path; use e.g. '/sandbox'")
 
 

@@ -1,7 +1,8 @@
 """`llm-sandbox gc`: remove sandboxes orphaned by a caller that crashed.
 
-Containers carry the label `io.llm-sandbox` and the creating process's pid. A container whose
-creator is no longer alive on this machine is an orphan (pass `all_=True` to remove every one).
+Containers and their library volumes carry the label `io.llm-sandbox` and the creating
+process's pid. One whose creator is no longer alive on this machine is an orphan (pass
+`all_=True` to remove every one).
 Embedded sessions leave at most an empty private directory behind, which is removed too.
 """
 
@@ -46,6 +47,12 @@ def collect(all_: bool = False) -> list[str]:
                     container.kill()
                 container.remove(force=True)
                 removed.append(f"{engine} container {container.id[:12]}")
+        for volume in client.volumes.list(filters={"label": LABEL}):
+            owner = (volume.attrs.get("Labels") or {}).get(f"{LABEL}.pid", "")
+            if all_ or not _alive(owner):
+                with contextlib.suppress(Exception):
+                    volume.remove(force=True)
+                    removed.append(f"{engine} volume {volume.name}")
     for state in glob.glob(os.path.join(tempfile.gettempdir(), "llm-sandbox-*")):
         owner = ""
         with contextlib.suppress(OSError), open(f"{state}/owner") as f:

@@ -81,10 +81,15 @@ def run_script(
     stdin_path: str,
     env: Mapping[str, str],
     cwd: str,
+    under_agent: bool = True,
 ) -> str:
-    """The script the agent runs for one command: place files and stdin, then exec argv."""
+    """The script for one command: place files and stdin, then exec argv.
+
+    Under the agent, stderr starts on /dev/null and the real one waits on fd 3 (see
+    AGENT_SCRIPT); a script run by an exec of its own has its stderr already.
+    """
     q = shlex.quote
-    lines = ["exec 2>&3 3>&-"]
+    lines = ["exec 2>&3 3>&-"] if under_agent else []
     for path, size in files:
         parent = path.rsplit("/", 1)[0] or "/"
         mkdir = f"{{ [ -d {q(parent)} ] || mkdir -p {q(parent)}; }}"
@@ -108,6 +113,7 @@ class FrameStream:
         self.eof = False
         self._buffer = bytearray(ahead)
         self._pending = bytearray()
+        self._closing = False
         self._selector = selectors.DefaultSelector()
         self._registered = False
         sock.setblocking(False)
@@ -117,9 +123,9 @@ class FrameStream:
         self._flush()
 
     def close_stdin(self) -> None:
+        """End stdin once everything queued has been sent."""
+        self._closing = True
         self._flush()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_WR)
 
     def _flush(self) -> None:
         while self._pending:
@@ -129,8 +135,12 @@ class FrameStream:
                 return
             except OSError:
                 self._pending.clear()
-                return
+                break
             del self._pending[:sent]
+        if self._closing:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_WR)
+            self._closing = False
 
     def _frame(self) -> tuple[int, bytes] | None:
         if len(self._buffer) < 8:
@@ -186,11 +196,17 @@ class FrameStream:
 
 
 class ExecProcess(Process):
-    """A one-off exec of our own (kill loop, probes): output until the stream ends."""
+    """A one-off exec (kill loop, probes, installs): output until the stream ends."""
 
-    def __init__(self, stream: FrameStream, exit_code: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        stream: FrameStream,
+        exit_code: Callable[[], int],
+        on_kill: Callable[[], None] | None = None,
+    ) -> None:
         self._stream = stream
         self._exit_code = exit_code
+        self._on_kill = on_kill
         stream.close_stdin()
 
     def read(self, timeout: float) -> tuple[int, bytes] | None:
@@ -201,6 +217,8 @@ class ExecProcess(Process):
         return ExitStatus(exit_code=self._exit_code())
 
     def kill(self) -> None:
+        if self._on_kill is not None:
+            self._on_kill()
         self._stream.close()
 
 

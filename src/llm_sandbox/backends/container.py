@@ -49,6 +49,8 @@ HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 CA_BUNDLE = f"{SUPPORT_DIR}/host-ca.pem"
 CA_ENV = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
 SANDBOX_USER = "1000:1000"
+KEEPER_USER = "65534:65534"
+INSTALL_USER = "0:0"
 READ_SIZE = 65536
 
 _OOM_COUNT = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>&-"
@@ -59,6 +61,7 @@ _BAKE_LIBS = (
     f"if [ -d {LIBS_DIR} ]; then cp -R {LIBS_DIR}/. {BAKED_LIBS_DIR}/; fi"
 )
 STDIN_FILE = f"{SUPPORT_DIR}/stdin"
+INSTALL_TMP = f"{LIBS_DIR}/.tmp"
 
 
 @dataclass
@@ -75,7 +78,7 @@ class ContainerSpec:
     """Disconnect the container from its network between create and start."""
 
 
-def build_spec(config: SessionConfig, image: str) -> ContainerSpec:
+def build_spec(config: SessionConfig, image: str, libs_volume: str) -> ContainerSpec:
     """Secure defaults, then the user's runtime_config on top (explicit opt-outs win)."""
     rc = dict(config.runtime_config)  # keys were validated by SessionConfig.build
     limits = config.limits
@@ -88,9 +91,9 @@ def build_spec(config: SessionConfig, image: str) -> ContainerSpec:
     options: dict[str, Any] = {
         "entrypoint": ["sleep", "infinity"],
         "init": True,
-        # pid 1 (init + sleep) runs as root without capabilities, so the code's user, which
-        # runs every exec, can neither signal it nor be confused with it by the kill loop.
-        "user": "0:0",
+        # pid 1 (init + sleep) runs as a user of its own: neither the code's user nor root (which
+        # installs libraries) can signal it without capabilities, so no kill loop can end it.
+        "user": KEEPER_USER,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
         # A committed container must be able to keep what install() put there.
@@ -106,6 +109,8 @@ def build_spec(config: SessionConfig, image: str) -> ContainerSpec:
         # before it starts: that leaves only loopback, yet lets install() connect for a while
         # (a container created with network "none" can never be connected).
         "network_mode": network_mode or "bridge",
+        # Installed libraries live on disk, not in memory: written by root, read-only to code.
+        "volumes": {libs_volume: {"bind": LIBS_DIR, "mode": "rw"}, **rc.pop("volumes", {})},
     }
     options.update(_limit_options(limits, rc))
     options.update(rc)
@@ -174,6 +179,12 @@ class Engine(ABC):
     @abstractmethod
     def container_state(self, container: str) -> dict[str, Any]:
         """The engine's State of the container (`Running`, `OOMKilled`, `ExitCode`, ...)."""
+
+    @abstractmethod
+    def create_volume(self, name: str, labels: Mapping[str, str]) -> None: ...
+
+    @abstractmethod
+    def remove_volume(self, name: str) -> None: ...
 
     @abstractmethod
     def set_network(self, container: str, enabled: bool) -> None:
@@ -280,8 +291,15 @@ class ContainerSandbox(TarOverExec):
         self._oom_kills = 0
         self._agent: agent.FrameStream | None = None
         self.image, self._built = resolve_image(engine, config, runtime.image)
-        self.spec = build_spec(config, self.image)
-        self._container = engine.create(self.spec)
+        self._libs_volume = f"llm-sandbox-libs-{uuid.uuid4().hex[:12]}"
+        self.spec = build_spec(config, self.image, self._libs_volume)
+        engine.create_volume(self._libs_volume, self.spec.options["labels"])
+        self._container = ""
+        try:
+            self._container = engine.create(self.spec)
+        except BaseException:
+            self.close()
+            raise
         self._network_on = self.spec.network
         if not engine.honours_tmpfs_mode:
             # pid 1's user (root, the tmpfs owner) opens the work directory up; no caps needed.
@@ -305,6 +323,10 @@ class ContainerSandbox(TarOverExec):
             self._network_on = wanted
         files = list(request.files.items())
         env = dict(request.env)
+        if request.writable_libs:
+            # Installers unpack into TMPDIR; on the memory-backed /tmp a big install would
+            # exhaust the memory limit, so they use scratch space on the libraries volume.
+            env["TMPDIR"] = INSTALL_TMP
         if request.network and os.path.isfile(HOST_CA_BUNDLE):
             # Installers inside trust what the host trusts (e.g. a TLS-inspecting proxy's CA).
             with open(HOST_CA_BUNDLE, "rb") as f:
@@ -315,16 +337,18 @@ class ContainerSandbox(TarOverExec):
             request.argv,
             files=[(path, len(content)) for path, content in files],
             stdin_size=len(stdin),
-            stdin_path=STDIN_FILE,
+            # root's files in the sticky support directory are not the sandbox user's to reuse
+            stdin_path=f"{STDIN_FILE}-install" if request.writable_libs else STDIN_FILE,
             env=env,
             cwd=request.cwd or self.spec.workdir,
-        ).encode()
+            under_agent=not request.writable_libs,
+        )
+        payload = b"".join(content for _, content in files) + stdin
+        if request.writable_libs:
+            return self._install_exec(script, payload)
         nonce = agent.new_nonce()
         stream = self._agent_stream()
-        stream.send(f"{nonce} {len(script)}\n".encode() + script)
-        for _, content in files:
-            stream.send(content)
-        stream.send(stdin)
+        stream.send(f"{nonce} {len(script.encode())}\n".encode() + script.encode() + payload)
         return agent.AgentRun(
             stream,
             nonce,
@@ -354,6 +378,29 @@ class ContainerSandbox(TarOverExec):
             "the run ended the sandbox's command agent (it killed its parent or every process "
             "of its user), so its exit status is unknown; the next command starts a new agent"
         )
+
+    def _install_exec(self, script: str, payload: bytes) -> Process:
+        """Installs run as root in an exec of their own: only they may write the libraries."""
+        exec_id, sock, ahead = self._engine.exec_start(
+            self._container,
+            ["sh", "-c", f"mkdir -p {INSTALL_TMP} || exit 125\n{script}"],
+            {},
+            "/",
+            INSTALL_USER,
+        )
+        stream = agent.FrameStream(sock, ahead)
+        stream.send(payload)
+        cleanup = ["sh", "-c", f"{agent.KILL_ALL}; rm -rf {INSTALL_TMP}"]
+
+        def finish() -> int:
+            code = _wait_exit_code(self._engine, exec_id, 30.0)
+            self._internal(cleanup, user=INSTALL_USER)
+            return code
+
+        def kill() -> None:
+            self._internal(cleanup, user=INSTALL_USER)
+
+        return agent.ExecProcess(stream, finish, on_kill=kill)
 
     def _agent_stream(self) -> agent.FrameStream:
         if self._agent is None or self._agent.eof:
@@ -420,10 +467,13 @@ class ContainerSandbox(TarOverExec):
         self._closed = True
         self._drop_agent()
         try:
-            if self._config.commit_container:
+            if self._config.commit_container and self._container:
                 self.commit()
         finally:
-            self._engine.remove(self._container)
+            if self._container:
+                self._engine.remove(self._container)
+            with contextlib.suppress(SandboxRuntimeError):
+                self._engine.remove_volume(self._libs_volume)
             if self._built and not self._config.keep_template:
                 with contextlib.suppress(Exception):
                     self._engine.remove_image(self.image)

@@ -118,6 +118,14 @@ class DockerEngine(Engine):
             state: dict[str, Any] = self.api.inspect_container(container)["State"]
         return state
 
+    def create_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        with map_errors("creating the libraries volume"):
+            self.client.volumes.create(name=name, labels=dict(labels))
+
+    def remove_volume(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound), map_errors("removing a volume"):
+            self.client.volumes.get(name).remove(force=True)
+
     def set_network(self, container: str, enabled: bool) -> None:
         with map_errors("switching the container's network"):
             network = self.client.networks.get("bridge")

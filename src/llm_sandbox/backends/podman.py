@@ -168,6 +168,18 @@ class PodmanEngine(Engine):
             state: dict[str, Any] = response.json()["State"]
         return state
 
+    def create_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        with map_errors("creating the libraries volume"):
+            # Podman hands a new volume to the container's user unless told who owns it;
+            # it must stay root's, so that only installs (run as root) can write it.
+            self.client.volumes.create(
+                name=name, labels=dict(labels), driver_opts={"o": "uid=0,gid=0"}
+            )
+
+    def remove_volume(self, name: str) -> None:
+        with contextlib.suppress(podman.errors.NotFound), map_errors("removing a volume"):
+            self.client.volumes.remove(name, force=True)
+
     def set_network(self, container: str, enabled: bool) -> None:
         with map_errors("switching the container's network"):
             network = self.client.networks.get("podman")

@@ -161,8 +161,9 @@ def _root_mounts(layout: HostLayout, paths: SessionPaths, spec: CommandSpec) -> 
     for path in spec.host_paths:
         argv += ["--ro-bind", path, path]
     argv += ["--proc", "/proc", "--dev", "/dev"]
-    argv += ["--bind", paths.area("work"), spec.workdir]
+    # /tmp before the work directory, which may live below it (e.g. /tmp/sandbox).
     argv += ["--bind", paths.area("tmp"), "/tmp", "--bind", paths.area("shm"), "/dev/shm"]
+    argv += ["--bind", paths.area("work"), spec.workdir]
     argv += ["--bind" if spec.writable_libs else "--ro-bind", paths.area("libs"), LIBS_DIR]
     for dest, fd in sorted(spec.data_files.items()):
         argv += ["--ro-bind-data", str(fd), dest]

@@ -17,6 +17,7 @@ Lifecycle of a session:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -158,11 +159,13 @@ class LocalSandbox(TarOverExec):
     def exec(self, request: ExecRequest) -> Process:
         if self._closed:
             raise SessionStateError("the sandbox is closed")
-        cgroup = (
-            self._host.cgroups.create(self._cgroup_limits)
-            if (self._host.cgroups and self._cgroup_limits)
-            else None
-        )
+        limits = self._cgroup_limits
+        if limits is not None and request.writable_libs and limits.memory is not None:
+            # An install writes the libraries into the memory-backed session storage; those
+            # pages move to our own cgroup when the install's cgroup is removed, so later
+            # runs keep their whole memory limit.
+            limits = dataclasses.replace(limits, memory=limits.memory + self._config.limits.disk)
+        cgroup = self._host.cgroups.create(limits) if (self._host.cgroups and limits) else None
         try:
             return _LocalProcess.start(self, request, cgroup)
         except BaseException:
