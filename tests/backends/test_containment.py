@@ -262,7 +262,7 @@ def test_timeout_kills_every_process(session: SandboxSession, backend: str, atta
 
 
 def test_background_processes_end_with_a_successful_run(
-    session: SandboxSession, backend: str, request: pytest.FixtureRequest
+    session: SandboxSession, backend: str
 ) -> None:
     """Attack: a run that exits 0 leaving behind a setsid daemon (stdio detached, SIGTERM and
     SIGHUP ignored), a background Python child still holding stdout, and a background `sleep`.
@@ -270,14 +270,6 @@ def test_background_processes_end_with_a_successful_run(
     Proof: the host sees all three during the run; `run` returns promptly with exit 0, and
     then no marked process exists on the host. A second run does not see them either.
     """
-    if backend == "podman":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="podman: under load the host sometimes never sees the daemons before the "
-                "run's kill loop ends them (the precondition of this test, not containment)",
-                strict=False,
-            )
-        )
     marker = Marker()
     sighting = HostSighting(marker)
     code = marker.sandbox_prelude() + (
