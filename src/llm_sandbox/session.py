@@ -218,9 +218,8 @@ class SandboxSession:
                 self.install(libraries)
             self._run_count += 1
             handler = self.language_handler
-            source = handler.source_path(self._run_count)
-            plan = handler.command_plan(source)
-            files = {source: code.encode()}
+            plan = handler.command_plan(code, self._run_count)
+            files = plan.files
             env = handler.run_env(self.config.workdir)
             deadline = self._deadline(timeout)
             started = time.monotonic()
@@ -290,7 +289,12 @@ class SandboxSession:
             self._log("installing %s", ", ".join(libraries))
             started = time.monotonic()
             result = self._execute(
-                argv, self._deadline(timeout), started, network=True, writable_libs=True
+                argv,
+                self._deadline(timeout),
+                started,
+                env=self.language_handler.install_env(),
+                network=True,
+                writable_libs=True,
             )
             if result.exit_code != 0:
                 raise PackageInstallError(

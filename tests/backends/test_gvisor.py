@@ -60,7 +60,7 @@ def test_timeout_kills_everything_and_session_survives(gvisor: SandboxSession) -
         "for d in /proc/[0-9]*; do tr '\\0' ' ' < $d/cmdline; echo; done"
     ).stdout
     assert "sleep 1000" not in survivors
-    assert "code_" not in survivors
+    assert "/opt/llm-sandbox/code/" not in survivors
     assert gvisor.run("print('alive')").stdout == "alive\n"
 
 

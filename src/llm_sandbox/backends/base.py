@@ -112,6 +112,8 @@ class RuntimeNeeds:
     """The default container image for the language."""
     path_dirs: Sequence[str] = ()
     """Directories put first on PATH by the embedded backend (where the toolchain lives)."""
+    tools: Sequence[tuple[str, str]] = ()
+    """(program, install hint) the embedded backend checks for on the host before opening."""
 
 
 def run_to_completion(process: Process, timeout: float = 60.0) -> tuple[int, bytes, bytes]:

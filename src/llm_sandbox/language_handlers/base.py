@@ -17,6 +17,13 @@ from llm_sandbox.backends.base import LIBS_DIR, SUPPORT_DIR, RuntimeNeeds
 from llm_sandbox.exceptions import InvalidPackageError
 
 CODE_DIR = f"{SUPPORT_DIR}/code"
+BUILD_DIR = "/tmp/llm-sandbox-build"
+
+
+def _fill(word: str, values: dict[str, str]) -> str:
+    for name, value in values.items():
+        word = word.replace("{" + name + "}", value)
+    return word
 
 
 @dataclass
@@ -40,8 +47,9 @@ class LanguageConfig:
 
 @dataclass(frozen=True)
 class CommandPlan:
-    """The argv lists of one run: compile steps (may be empty), then the run step."""
+    """One run, fully described: files to place, compile steps (may be empty), the run step."""
 
+    files: dict[str, bytes]
     compile: list[list[str]]
     run: list[str]
 
@@ -76,25 +84,58 @@ class AbstractLanguageHandler:
     def name(self) -> str:
         return self.config.name
 
-    def source_path(self, run_id: int) -> str:
-        """Where the code of run `run_id` is placed inside the sandbox."""
-        return f"{CODE_DIR}/code_{run_id}.{self.config.file_extension}"
+    def source_name(self, code: str) -> str:
+        """The source file's name (Java overrides it: the file must be named after the class)."""
+        return f"main.{self.config.file_extension}"
 
-    def command_plan(self, source: str) -> CommandPlan:
+    def placeholders(self, code: str) -> dict[str, str]:
+        """Extra `{name}` values for the command lines (e.g. Java's `{main}` class)."""
+        return {}
+
+    def command_plan(self, code: str, run_id: int) -> CommandPlan:
+        """The files and argv lists of run `run_id`.
+
+        Command lines may use `{file}` (the source), `{dir}` (its directory), `{build}` (a
+        fresh writable directory for compiler output, created before the first compile step),
+        `{libs}` (this language's library directory) and the handler's own placeholders. Each
+        line is split like a shell would split it, but nothing runs through a shell.
+        """
+        source_dir = f"{CODE_DIR}/{run_id}"
+        source = f"{source_dir}/{self.source_name(code)}"
+        values = {
+            "file": source,
+            "dir": source_dir,
+            "build": f"{BUILD_DIR}/{run_id}",
+            "libs": self.libs_dir,
+            **self.placeholders(code),
+        }
+
         def split(line: str) -> list[str]:
-            return shlex.split(line.replace("{file}", shlex.quote(source)))
+            return [_fill(word, values) for word in shlex.split(line)]
 
+        lines = [*self.config.compile_commands, self.config.execution_commands[0]]
+        compile_steps = [split(line) for line in self.config.compile_commands]
+        if any("{build}" in line for line in lines):
+            compile_steps.insert(0, ["mkdir", "-p", values["build"]])
         return CommandPlan(
-            compile=[split(line) for line in self.config.compile_commands],
+            files={source: code.encode()},
+            compile=compile_steps,
             run=split(self.config.execution_commands[0]),
         )
 
     def run_env(self, workdir: str) -> dict[str, str]:
-        """Extra environment for runs (e.g. where installed libraries live)."""
+        """Extra environment for runs and compiles (e.g. where installed libraries live)."""
+        return {}
+
+    def install_env(self) -> dict[str, str]:
+        """Extra environment for installs (e.g. caches kept out of the work directory)."""
         return {}
 
     def runtime_needs(self) -> RuntimeNeeds:
-        return RuntimeNeeds(image=self.config.image)
+        return RuntimeNeeds(image=self.config.image, tools=self.tools)
+
+    tools: tuple[tuple[str, str], ...] = ()
+    """(program, how to install it) the embedded backend needs on the host for this language."""
 
     def validate_library(self, name: str) -> None:
         if not isinstance(name, str) or not self.package_pattern.match(name):
