@@ -46,7 +46,7 @@ def _require(backend: str) -> None:
         pytest.skip(f"backend {backend} unavailable here: {reason}")
 
 
-@pytest.fixture(params=implemented_backends())
+@pytest.fixture(scope="module", params=implemented_backends())
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     _require(name)

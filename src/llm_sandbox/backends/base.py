@@ -21,6 +21,9 @@ STDERR = 2
 SUPPORT_DIR = "/opt/llm-sandbox"
 """Directory inside every sandbox for our own files: the code to run and installed libraries."""
 LIBS_DIR = f"{SUPPORT_DIR}/libs"
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+CA_ENV = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
+"""Variables that point TLS clients with CA stores of their own at a bundle (for installs)."""
 BAKED_LIBS_DIR = "/usr/local/lib/llm-sandbox/libs"
 """Libraries saved into an image by `commit_container=True`; read-only in later sessions."""
 

@@ -31,6 +31,8 @@ from typing import Any
 from llm_sandbox.backends import agent
 from llm_sandbox.backends.base import (
     BAKED_LIBS_DIR,
+    CA_ENV,
+    HOST_CA_BUNDLE,
     LIBS_DIR,
     SUPPORT_DIR,
     ExecRequest,
@@ -45,9 +47,7 @@ from llm_sandbox.exceptions import ConfigurationError, SandboxRuntimeError, Sess
 logger = logging.getLogger("llm_sandbox")
 
 LABEL = "io.llm-sandbox"
-HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 CA_BUNDLE = f"{SUPPORT_DIR}/host-ca.pem"
-CA_ENV = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
 SANDBOX_USER = "1000:1000"
 KEEPER_USER = "65534:65534"
 INSTALL_USER = "0:0"

@@ -138,7 +138,7 @@ class AbstractLanguageHandler:
     """(program, how to install it) the embedded backend needs on the host for this language."""
 
     def validate_library(self, name: str) -> None:
-        if not isinstance(name, str) or not self.package_pattern.match(name):
+        if not isinstance(name, str) or not self.package_pattern.fullmatch(name):
             raise InvalidPackageError(
                 f"library name {name!r} is not a plain package name; use a name with an optional "
                 "version constraint such as 'numpy' or 'pandas>=2.0' (options, URLs and shell "

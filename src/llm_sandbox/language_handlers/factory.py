@@ -11,6 +11,12 @@ from llm_sandbox.language_handlers.base import AbstractLanguageHandler
 
 _BUILTIN = {
     "python": "llm_sandbox.language_handlers.python:PythonHandler",
+    "javascript": "llm_sandbox.language_handlers.javascript:JavaScriptHandler",
+    "java": "llm_sandbox.language_handlers.java:JavaHandler",
+    "cpp": "llm_sandbox.language_handlers.cpp:CppHandler",
+    "go": "llm_sandbox.language_handlers.go:GoHandler",
+    "ruby": "llm_sandbox.language_handlers.ruby:RubyHandler",
+    "r": "llm_sandbox.language_handlers.r:RHandler",
 }
 
 

@@ -36,6 +36,7 @@ ETC_ENTRIES = (
     "/etc/ld.so.conf",
     "/etc/ld.so.conf.d",
     "/etc/localtime",
+    "/etc/maven",
     "/etc/mime.types",
     "/etc/nsswitch.conf",
     "/etc/protocols",

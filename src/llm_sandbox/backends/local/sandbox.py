@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from typing import IO
 
 from llm_sandbox.backends.base import (
+    CA_ENV,
+    HOST_CA_BUNDLE,
     STDERR,
     STDOUT,
     ExecRequest,
@@ -183,12 +185,17 @@ class LocalSandbox(TarOverExec):
             **self._config.environment,
             **request.env,
         }
+        network = request.network or self._config.network
+        if network and os.path.isfile(HOST_CA_BUNDLE):
+            # /etc/ssl is mounted: tools with CA stores of their own (node, pip's certifi) should
+            # trust what the host trusts, e.g. a TLS-inspecting proxy.
+            env.update({name: HOST_CA_BUNDLE for name in CA_ENV if name not in env})
         spec = bwrap.CommandSpec(
             argv=request.argv,
             env=env,
             cwd=request.cwd or self._config.workdir,
             workdir=self._config.workdir,
-            network=request.network or self._config.network,
+            network=network,
             writable_libs=request.writable_libs,
             host_paths=self._runtime.host_paths,
             data_files=fds.data,

@@ -1,0 +1,55 @@
+"""C++: compiles the code with `g++` (C++17) into the run's build directory, then runs it.
+
+Each run compiles into its own fresh build directory, so runs in one session never overwrite
+each other's program. Libraries cannot be installed: C++ has no package manager to call, and
+system development packages need root and a package index. Use an image that has them instead
+(`SandboxSession(lang="cpp", image=...)`, e.g. one built `FROM` the default image with
+`apt-get install libfoo-dev`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+from llm_sandbox.exceptions import InvalidPackageError
+from llm_sandbox.images.builder import image_for
+from llm_sandbox.language_handlers.base import AbstractLanguageHandler, LanguageConfig
+
+DEFAULT_IMAGE = image_for("cpp")
+
+
+class CppHandler(AbstractLanguageHandler):
+    tools = (("g++", "install the GNU C++ compiler: apt-get install g++"),)
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        super().__init__(logger)
+        self.config = LanguageConfig(
+            name="cpp",
+            file_extension="cpp",
+            compile_commands=["g++ -std=c++17 -O2 -pthread -o {build}/prog {file}"],
+            execution_commands=["{build}/prog"],
+            package_manager=None,
+            image=DEFAULT_IMAGE,
+        )
+
+    def get_import_patterns(self, module: str) -> str:
+        name = re.escape(module)
+        return rf"(?m:^\s*#\s*include\s*[<\"]{name}(?:\.h|\.hpp|\.hh)?[>\"])"
+
+    def validate_library(self, name: str) -> None:
+        raise _not_supported([name])
+
+    def install_argv(self, libraries: Sequence[str]) -> list[str]:
+        raise _not_supported(libraries)
+
+
+def _not_supported(libraries: Sequence[str]) -> InvalidPackageError:
+    asked = ", ".join(repr(name) for name in libraries) or "nothing"
+    return InvalidPackageError(
+        f"C++ libraries cannot be installed (asked for {asked}): there is no C++ package "
+        "manager to call; use a custom image that has the library's development package, "
+        "e.g. SandboxSession(lang='cpp', image='my-image') with an image built FROM the "
+        "default one plus `apt-get install libfoo-dev`"
+    )

@@ -1,0 +1,99 @@
+"""R: runs the code as a script with the sandbox's `Rscript`; libraries come from CRAN.
+
+Libraries are CRAN package names only (`install.packages` cannot pin versions). The install is
+one `Rscript -e` expression built from validated names, each written as an R string literal:
+the name pattern admits nothing that could close the string. `install.packages` only *warns*
+when a package cannot be had (an unreachable repository, a misspelt name) and Rscript would exit
+0, so the expression checks afterwards that every package is installed and exits with status 1,
+naming the missing ones, when it is not.
+
+Packages with C, C++ or Fortran code are built from source on Linux and need a compiler in the
+sandbox (the default image has R's run time only); use an image with `r-base-dev` for those.
+
+At run time `R_LIBS_USER` lists the libraries directories (R skips ones that do not exist).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+from llm_sandbox.backends.base import BAKED_LIBS_DIR
+from llm_sandbox.exceptions import InvalidPackageError
+from llm_sandbox.images.builder import image_for
+from llm_sandbox.language_handlers.base import AbstractLanguageHandler, LanguageConfig
+
+DEFAULT_IMAGE = image_for("r")
+BAKED_LIBS = f"{BAKED_LIBS_DIR}/r"
+CRAN = "https://cloud.r-project.org"
+
+# R's own rule for package names: letters, digits and dots, starting with a letter, not ending
+# with a dot, at least two characters.
+R_PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
+# The library directory and repository URL are ours, but they are pasted into R strings too.
+_SAFE_LITERAL = re.compile(r"^(?:(?:https?|file)://)?[A-Za-z0-9/._-]+$")
+
+
+def install_expression(packages: Sequence[str], lib: str, repos: str = CRAN) -> str:
+    """The R code installing `packages` (already validated) into `lib`."""
+    for value in (*packages, lib, repos):
+        if not _SAFE_LITERAL.fullmatch(value):
+            raise ValueError(f"unsafe value for an R string literal: {value!r}")
+    names = ", ".join(f'"{name}"' for name in packages)
+    return (
+        f'lib <- "{lib}"; repos <- "{repos}"; pkgs <- c({names}); '
+        "dir.create(lib, recursive = TRUE, showWarnings = FALSE); "
+        "install.packages(pkgs, lib = lib, repos = repos); "
+        "missing <- pkgs[!nzchar(vapply(pkgs, function(p) "
+        'system.file(package = p, lib.loc = lib), ""))]; '
+        "if (length(missing) > 0) { "
+        'message("llm-sandbox: could not install ", paste(missing, collapse = ", "), '
+        '" from ", repos, " (is the repository reachable and the name right?)"); '
+        "quit(status = 1) }"
+    )
+
+
+class RHandler(AbstractLanguageHandler):
+    tools = (("Rscript", "install R: apt-get install r-base-core"),)
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        super().__init__(logger)
+        self.config = LanguageConfig(
+            name="r",
+            file_extension="R",
+            execution_commands=["Rscript {file}"],
+            package_manager="Rscript -e install.packages(...)",
+            image=DEFAULT_IMAGE,
+        )
+
+    def get_import_patterns(self, module: str) -> str:
+        name = re.escape(module)
+        return (
+            r"(?m:(?:\b(?:library|require|requireNamespace|loadNamespace)\s*\(\s*"
+            rf"(?:package\s*=\s*)?[\"'`]?{name}[\"'`]?\s*[,)])|\b{name}:::?)"
+        )
+
+    def _libs_path(self) -> str:
+        return f"{self.libs_dir}:{BAKED_LIBS}"
+
+    def run_env(self, workdir: str) -> dict[str, str]:
+        return {"R_LIBS_USER": self._libs_path()}
+
+    def install_env(self) -> dict[str, str]:
+        # Dependencies already installed in an earlier call are found and not fetched again.
+        return {"R_LIBS_USER": self._libs_path()}
+
+    def validate_library(self, name: str) -> None:
+        if not isinstance(name, str) or not R_PACKAGE.fullmatch(name):
+            raise InvalidPackageError(
+                f"R package {name!r} is not a CRAN package name; use a plain name such as "
+                "'jsonlite' or 'data.table' (versions, paths, URLs and R code are not accepted)"
+            )
+
+    def install_argv(self, libraries: Sequence[str]) -> list[str]:
+        if not libraries:
+            raise InvalidPackageError("no R packages to install")
+        for library in libraries:
+            self.validate_library(library)
+        return ["Rscript", "-e", install_expression(libraries, self.libs_dir)]

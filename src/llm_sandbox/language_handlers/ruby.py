@@ -1,0 +1,85 @@
+"""Ruby: runs the code as a script file with the sandbox's `ruby`; libraries come from RubyGems.
+
+Libraries are written `name` or `name:requirement`, RubyGems' own `gem install` syntax, e.g.
+`rake`, `rake:13.0.6`, `rake:~>13.0` or `rake:>=13`. They are installed with
+`gem install --install-dir <libs> --no-document <names>`. The names go last and never after
+`--`: for `gem install` everything after `--` is passed to extension builds, not read as gems.
+Validation guarantees no name starts with `-`, so none can be taken for an option.
+
+At run time `GEM_PATH` lists the libraries directories and ends with `:`, which keeps Ruby's
+default gem directories (bundled gems such as `minitest` or `rake`) on the path as well;
+`GEM_HOME` points at the libraries directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+from llm_sandbox.backends.base import BAKED_LIBS_DIR
+from llm_sandbox.exceptions import InvalidPackageError
+from llm_sandbox.images.builder import image_for
+from llm_sandbox.language_handlers.base import AbstractLanguageHandler, LanguageConfig
+
+DEFAULT_IMAGE = image_for("ruby")
+BAKED_LIBS = f"{BAKED_LIBS_DIR}/ruby"
+SPEC_CACHE = "/tmp/gem-spec-cache"
+
+# A gem name (letters, digits, ".", "_", "-"; starting with a letter or digit) and an optional
+# requirement after ":": an operator and a version such as 1.2.3, 2.0.0.rc1 or 1.0-java.
+GEM_SPEC = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*(?::(?:=|!=|>=|<=|>|<|~>)?[0-9][0-9A-Za-z.-]*)?$"
+)
+
+
+class RubyHandler(AbstractLanguageHandler):
+    tools = (("ruby", "install Ruby: apt-get install ruby"),)
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        super().__init__(logger)
+        self.config = LanguageConfig(
+            name="ruby",
+            file_extension="rb",
+            execution_commands=["ruby {file}"],
+            package_manager="gem install --no-document --install-dir {libs}",
+            image=DEFAULT_IMAGE,
+        )
+
+    def get_import_patterns(self, module: str) -> str:
+        name = re.escape(module)
+        return rf"(?m:^\s*(?:require|require_relative|load)\s*\(?\s*[\"']{name}(?:\.rb)?[\"'])"
+
+    def _gem_env(self) -> dict[str, str]:
+        # The trailing ":" keeps Ruby's default gem directories on the path.
+        return {"GEM_HOME": self.libs_dir, "GEM_PATH": f"{self.libs_dir}:{BAKED_LIBS}:"}
+
+    def run_env(self, workdir: str) -> dict[str, str]:
+        return self._gem_env()
+
+    def install_env(self) -> dict[str, str]:
+        return {**self._gem_env(), "GEM_SPEC_CACHE": SPEC_CACHE}
+
+    def validate_library(self, name: str) -> None:
+        if not isinstance(name, str) or not GEM_SPEC.fullmatch(name):
+            raise InvalidPackageError(
+                f"gem {name!r} is not a gem name; use a name with an optional requirement after "
+                "':', such as 'rake', 'rake:13.0.6' or 'rake:~>13.0' (paths, URLs, options and "
+                "spaces are not accepted)"
+            )
+
+    def install_argv(self, libraries: Sequence[str]) -> list[str]:
+        if not libraries:
+            raise InvalidPackageError("no gems to install")
+        for library in libraries:
+            self.validate_library(library)
+        # No "--": gem passes whatever follows it to extension builds.
+        return [
+            "gem",
+            "install",
+            "--install-dir",
+            self.libs_dir,
+            "--no-document",
+            "--no-user-install",
+            *libraries,
+        ]
