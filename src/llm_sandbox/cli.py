@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     build = images_commands.add_parser("build", help="build default images (offline if needed)")
     build.add_argument("langs", nargs="*", help="languages (default: python)")
     build.add_argument("--engine", choices=["docker", "podman"], default="docker")
-    build.add_argument("--if-missing", action="store_true", help="skip images that exist")
+    build.add_argument(
+        "--if-missing", action="store_true", help="skip images already built from this recipe"
+    )
 
     gc = commands.add_parser("gc", help="remove sandboxes left behind by crashed callers")
     gc.add_argument("--all", action="store_true", help="remove every llm-sandbox container")
@@ -102,11 +104,11 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _images(args: argparse.Namespace) -> int:
-    from llm_sandbox.images import build_image, image_exists, image_for
+    from llm_sandbox.images import build_image, image_for, image_up_to_date
 
     for lang in args.langs or ["python"]:
-        if args.if_missing and image_exists(image_for(lang), args.engine):
-            print(f"{image_for(lang)} already exists in {args.engine}")
+        if args.if_missing and image_up_to_date(lang, args.engine):
+            print(f"{image_for(lang)} is up to date in {args.engine}")
             continue
         build_image(lang, args.engine, progress=lambda line: print(line, flush=True))
     return 0

@@ -147,6 +147,44 @@ def test_superseded_tarballs_are_removed(tmp_path: Path) -> None:
     ]
 
 
+def test_docs_are_removed_but_copyright_files_and_links_kept(tmp_path: Path) -> None:
+    doc = tmp_path / "usr/share/doc"
+    (doc / "libfoo/examples").mkdir(parents=True)
+    (doc / "libfoo/copyright").write_text("MIT")
+    (doc / "libfoo/changelog.Debian.gz").write_text("x")
+    (doc / "libfoo/examples/demo.c").write_text("x")
+    (doc / "nocopy").mkdir()
+    (doc / "nocopy/README").write_text("x")
+    (doc / "libfoo-dev").symlink_to("libfoo")
+    builder._remove_docs(doc)
+    left = sorted(str(path.relative_to(doc)) for path in doc.rglob("*"))
+    assert left == ["libfoo", "libfoo-dev", "libfoo/copyright"]
+    assert (doc / "libfoo-dev").is_symlink()
+
+
+def test_tarballs_keep_nanosecond_modification_times(tmp_path: Path) -> None:
+    """fontconfig's prebuilt cache is only valid while its font directories' times match."""
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "fonts").mkdir(parents=True)
+    (rootfs / "fonts/a.ttf").write_text("x")
+    stamp = 1_700_000_000_123_456_789
+    os.utime(rootfs / "fonts", ns=(stamp, stamp))
+    (tmp_path / "work").mkdir()
+    target = tmp_path / "out.tar"
+    builder._pack(rootfs, target, tmp_path / "work", lambda line: None, excludes=())
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-xf", str(target), "-C", str(unpacked)], check=True)
+    assert (unpacked / "fonts").stat().st_mtime_ns == stamp
+
+
+def test_tarball_cache_key_covers_the_recipe_commands() -> None:
+    recipe = RECIPES["java"]
+    changed = dataclasses.replace(recipe, rootfs_commands=(*recipe.rootfs_commands, "true"))
+    assert builder._rootfs_material(recipe) != builder._rootfs_material(changed)
+    assert builder.recipe_hash(recipe) != builder.recipe_hash(changed)
+
+
 def test_unknown_engine_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown engine"):
         image_exists("x", "containerd")

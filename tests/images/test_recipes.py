@@ -84,3 +84,12 @@ def test_run_time_set_up_creates_the_sandbox_user() -> None:
     assert f"chown {SANDBOX_UID}:{SANDBOX_GID} {SANDBOX_HOME}" in script
     assert "chmod 1777 /tmp" in script
     assert DEFAULT_COMMAND[0].startswith("/")
+
+
+def test_go_never_needs_a_c_compiler_or_a_toolchain_download() -> None:
+    env = RECIPES["go"].image_env(from_rootfs=True)
+    assert env["GOTOOLCHAIN"] == "local"
+    assert env["CGO_ENABLED"] == "0"  # the offline image has no gcc; net needs cgo otherwise
+    # ...and the standard library is precompiled that way, so builds need not redo it.
+    assert any("CGO_ENABLED=0" in command and "install std" in command
+               for command in RECIPES["go"].rootfs_commands)  # fmt: skip

@@ -11,6 +11,7 @@ from llm_sandbox.images.builder import (
     debian_mirror,
     image_exists,
     image_for,
+    image_up_to_date,
     rootfs_tarball,
 )
 from llm_sandbox.images.recipes import LANGUAGES, RECIPES, Recipe
@@ -24,5 +25,6 @@ __all__ = [
     "debian_mirror",
     "image_exists",
     "image_for",
+    "image_up_to_date",
     "rootfs_tarball",
 ]

@@ -55,7 +55,7 @@ Progress = Callable[[str], None]
 ENGINES: Final = ("docker", "podman")
 REGISTRY_PROBE_SECONDS: Final = 2.0
 #: Bump when the way a root filesystem is prepared changes (invalidates cached tarballs).
-ROOTFS_FORMAT: Final = 2
+ROOTFS_FORMAT: Final = 3
 LABEL_PREFIX: Final = "io.llm-sandbox"
 ENV_BUILD_MODE: Final = "LLM_SANDBOX_IMAGE_BUILD"
 ENV_MIRROR: Final = "LLM_SANDBOX_DEBIAN_MIRROR"
@@ -68,17 +68,29 @@ _CHROOT_ENV: Final = {
     "DEBIAN_FRONTEND": "noninteractive",
 }
 #: Globs (relative to the root filesystem) removed before packing: apt caches and package lists,
-#: logs, manuals and message translations (the images run with ``LANG=C.UTF-8``).
+#: logs, backups dpkg and debconf keep, manuals and message translations (the images run with
+#: ``LANG=C.UTF-8``). Documentation goes too, except the packages' copyright files (see
+#: :func:`_remove_docs`).
 _ROOTFS_JUNK: Final = (
     "var/cache/apt/archives/*.deb",
     "var/cache/apt/*.bin",
     "var/lib/apt/lists/*_*",
     "var/log/*.log",
     "var/log/apt/*",
+    "var/cache/debconf/*-old",
+    "var/lib/dpkg/*-old",
     "usr/share/man/*",
     "usr/share/info/*",
     "usr/share/locale/*/LC_MESSAGES/*",
 )
+_DOC_DIR: Final = "usr/share/doc"
+_DOC_KEEP: Final = "copyright"
+#: GNU tar in pax format keeps nanosecond modification times, which both engines' ``import``
+#: preserve: fontconfig, for one, only trusts its prebuilt cache while each font directory's
+#: time matches to the nanosecond -- a stale cache makes R's ``png()`` rebuild it in
+#: ``$HOME/.cache`` (the sandbox's work directory) on every run. Access and change times are
+#: left out (nothing reads them; they would only bloat the tarball).
+_TAR_FORMAT: Final = ("--format=posix", "--pax-option=delete=atime,delete=ctime")
 _TAR_EXCLUDES: Final = ("./dev/*", "./proc/*", "./sys/*", "./run/*")
 _DEB_LINE: Final = re.compile(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)")
 _MIRROR_SCHEMES: Final = ("http://", "https://", "ftp://", "file:/")
@@ -117,6 +129,14 @@ def image_exists(name: str, engine: str = "docker") -> bool:
     return _inspect(name, engine, "{{.Id}}") is not None
 
 
+def image_up_to_date(lang: str, engine: str = "docker") -> bool:
+    """Whether the default image of ``lang`` exists and was built from the current recipe."""
+    _check_engine(engine)
+    recipe = recipe_for(lang)
+    label = _inspect(recipe.image, engine, f'{{{{index .Config.Labels "{LABEL_PREFIX}.recipe"}}}}')
+    return label == recipe_hash(recipe)
+
+
 def _inspect(image: str, engine: str, template: str) -> str | None:
     """``<engine> image inspect --format TEMPLATE``, or ``None`` without such image (or engine)."""
     try:
@@ -149,8 +169,11 @@ def _rootfs_material(recipe: Recipe) -> dict[str, object]:
         "format": ROOTFS_FORMAT,
         "suite": DEBIAN_SUITE,
         "packages": sorted(recipe.all_debian_packages),
+        "commands": recipe.rootfs_commands,
         "setup": SETUP_COMMANDS,
         "junk": _ROOTFS_JUNK,
+        "docs": [_DOC_DIR, _DOC_KEEP],
+        "tar": _TAR_FORMAT,
     }
 
 
@@ -412,6 +435,7 @@ def _make_rootfs_tarball(recipe: Recipe, target: Path, say: Progress, mirror: st
         say(f"unpacking {base.name}")
         _run(["tar", "--numeric-owner", "-xpf", str(base), "-C", str(rootfs)], say)
         _apt_install(rootfs, recipe.all_debian_packages, mirror, say)
+        _run_rootfs_commands(rootfs, recipe.rootfs_commands, say)
         _add_sandbox_user(rootfs, say)
         _strip(rootfs, say)
         _pack(rootfs, target, work, say, excludes=_TAR_EXCLUDES)
@@ -423,7 +447,8 @@ def _pack(
     say(f"packing {target.name}")
     partial = work / target.name
     options = [f"--exclude={pattern}" for pattern in excludes]
-    _run(["tar", "--numeric-owner", "-C", str(rootfs), *options, "-cf", str(partial), "."], say)
+    command = ["tar", "--numeric-owner", *_TAR_FORMAT, "-C", str(rootfs), *options]
+    _run([*command, "-cf", str(partial), "."], say)
     partial.replace(target)
 
 
@@ -473,18 +498,43 @@ def _apt_install(rootfs: Path, packages: Sequence[str], mirror: str, say: Progre
         _chroot(rootfs, f"apt-get update -q && {install}", say)
 
 
+def _run_rootfs_commands(rootfs: Path, commands: Sequence[str], say: Progress) -> None:
+    if not commands:
+        return
+    say("running the recipe's root filesystem commands")
+    with _proc_mounted(rootfs, say):
+        _chroot(rootfs, "set -eu\n" + "\n".join(commands), say)
+
+
 def _add_sandbox_user(rootfs: Path, say: Progress) -> None:
     say(f"adding user uid {SANDBOX_UID} and {SANDBOX_HOME}")
     _chroot(rootfs, "set -eu\n" + "\n".join(SETUP_COMMANDS), say)
 
 
 def _strip(rootfs: Path, say: Progress) -> None:
-    say("removing apt caches, package lists, logs, manuals and translations")
+    say("removing apt caches, package lists, logs, documentation, manuals and translations")
     _remove_globs(rootfs, _ROOTFS_JUNK)
+    _remove_docs(rootfs / _DOC_DIR)
     # Engines mount their own resolv.conf/hostname/hosts; do not ship the build host's.
     for name in ("etc/resolv.conf", "etc/hostname"):
         (rootfs / name).unlink(missing_ok=True)
         (rootfs / name).touch()
+
+
+def _remove_docs(doc: Path) -> None:
+    """Empty ``/usr/share/doc`` but for the copyright files, as Debian's slim images do.
+
+    Links to directories (a package's doc directory often points to another package's) are kept
+    and never followed.
+    """
+    for top, _dirs, files in os.walk(doc, topdown=False):
+        here = Path(top)
+        for name in files:
+            if name != _DOC_KEEP:
+                (here / name).unlink()
+        if here != doc:
+            with contextlib.suppress(OSError):  # not empty: a copyright file or a link is left
+                here.rmdir()
 
 
 def _chroot(rootfs: Path, script: str, say: Progress) -> None:

@@ -4,7 +4,8 @@ Pure data, no side effects. Every language has one image *we* own, built one of 
 :mod:`llm_sandbox.images.builder`:
 
 * offline: a Debian ``bookworm`` root filesystem (debootstrap, then apt) with
-  ``debian_packages``, imported into the engine -- works without any container registry;
+  ``debian_packages``, then the recipe's ``rootfs_commands`` (trims and warm-ups), without
+  documentation, imported into the engine -- works without any container registry;
 * online: ``FROM online_base`` (an official image) plus the same run-time set-up.
 
 Image naming
@@ -87,6 +88,10 @@ class Recipe:
     online_base: str
     optional_debian_packages: tuple[str, ...] = ()
     env: MappingProxyType[str, str] = field(default_factory=_env, hash=False)
+    rootfs_commands: tuple[str, ...] = ()
+    """POSIX shell commands run as root (one ``set -eu`` script) in the offline root filesystem
+    once its packages are installed: trims of what a sandbox never uses, and warm-ups. Official
+    images of the online build are used as they come."""
 
     @property
     def image(self) -> str:
@@ -131,18 +136,35 @@ RECIPES: Final = MappingProxyType(
                 language="java",
                 debian_packages=("openjdk-17-jdk-headless",),
                 online_base="docker.io/library/eclipse-temurin:17",
+                # The JDK's module files are jlink's input only (javac and java read
+                # lib/modules): 80 MB nobody in a sandbox needs.
+                rootfs_commands=("rm -rf /usr/lib/jvm/*/jmods",),
             ),
             Recipe(
                 language="cpp",
                 debian_packages=("g++", "make"),
                 online_base="docker.io/library/gcc:12",
+                # GCC's LTO debugging tool (32 MB); compiling and linking never run it.
+                rootfs_commands=("rm -f /usr/bin/*lto-dump*",),
             ),
             Recipe(
                 language="go",
                 debian_packages=("golang-go",),
                 online_base="docker.io/library/golang:1.23",
-                # No module proxy may be reachable; never try to download a newer toolchain.
-                env=_env(GOTOOLCHAIN="local"),
+                # No module proxy may be reachable: never try to download a newer toolchain. No C
+                # compiler in the offline image: without CGO_ENABLED=0 Go 1.19 fails to build
+                # anything importing net (it does not fall back to pure Go by itself).
+                env=_env(GOTOOLCHAIN="local", CGO_ENABLED="0"),
+                rootfs_commands=(
+                    'goroot="$(go env GOROOT)"',
+                    # Archives of the go tool's own packages (140 MB), used only to rebuild it.
+                    'rm -rf "$goroot"/pkg/*/cmd',
+                    # Debian ships the standard library precompiled with cgo; with CGO_ENABLED=0
+                    # net, os/user and all their dependants (net/http...) would be stale and be
+                    # recompiled into every sandbox's fresh GOCACHE (seconds, and 20 MB of tmpfs).
+                    "CGO_ENABLED=0 GOCACHE=/tmp/go-build GOPATH=/tmp/go go install std",
+                    "rm -rf /tmp/go-build /tmp/go",
+                ),
             ),
             Recipe(
                 language="ruby",
