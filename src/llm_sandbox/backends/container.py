@@ -23,7 +23,7 @@ import socket
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,13 @@ from llm_sandbox.backends.base import (
 )
 from llm_sandbox.backends.tarexec import TarOverExec
 from llm_sandbox.config import ResourceLimits, SessionConfig, parse_size
-from llm_sandbox.exceptions import ConfigurationError, SandboxRuntimeError, SessionStateError
+from llm_sandbox.exceptions import (
+    BackendUnavailableError,
+    ConfigurationError,
+    ImageBuildError,
+    SandboxRuntimeError,
+    SessionStateError,
+)
 
 logger = logging.getLogger("llm_sandbox")
 
@@ -209,6 +215,25 @@ class Engine(ABC):
 
     honours_tmpfs_mode = True
     """False when the engine ignores a tmpfs mount's mode and owner (Podman copies the image's)."""
+
+
+@contextlib.contextmanager
+def map_engine_errors(action: str, engine: str, errors: Any) -> Iterator[None]:
+    """Translate an engine SDK's errors into ours, at the backend boundary only.
+
+    `errors` is the SDK's errors module: the Docker and Podman SDKs name their exceptions
+    alike (BuildError, ImageNotFound, APIError, DockerException).
+    """
+    try:
+        yield
+    except errors.BuildError as exc:
+        raise ImageBuildError(f"{action} failed: {exc}") from exc
+    except errors.ImageNotFound as exc:
+        raise ConfigurationError(f"{action}: image not found ({exc})") from exc
+    except errors.APIError as exc:
+        raise SandboxRuntimeError(f"{action}: {exc.explanation or exc}") from exc
+    except (errors.DockerException, OSError) as exc:
+        raise BackendUnavailableError(f"{action}: {engine} is not reachable ({exc})") from exc
 
 
 def resolve_image(engine: Engine, config: SessionConfig, default: str | None) -> tuple[str, bool]:

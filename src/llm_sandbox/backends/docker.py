@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +20,16 @@ from llm_sandbox.backends.container import (
     ContainerSpec,
     Engine,
     UnixHttp,
+    map_engine_errors,
 )
 from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
-    ConfigurationError,
-    ImageBuildError,
-    SandboxRuntimeError,
 )
 
 
-@contextlib.contextmanager
-def map_errors(action: str) -> Iterator[None]:
-    """Translate Docker SDK errors into ours, at the backend boundary only."""
-    try:
-        yield
-    except docker.errors.BuildError as exc:
-        raise ImageBuildError(f"{action} failed: {exc.msg}") from exc
-    except docker.errors.ImageNotFound as exc:
-        raise ConfigurationError(f"{action}: image not found ({exc.explanation})") from exc
-    except docker.errors.APIError as exc:
-        raise SandboxRuntimeError(f"{action}: {exc.explanation or exc}") from exc
-    except docker.errors.DockerException as exc:
-        raise BackendUnavailableError(f"{action}: Docker is not reachable ({exc})") from exc
+def map_errors(action: str) -> contextlib.AbstractContextManager[None]:
+    return map_engine_errors(action, "Docker", docker.errors)
 
 
 def default_client() -> Any:

@@ -12,7 +12,7 @@ import json
 import os
 import resource
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -26,31 +26,16 @@ from llm_sandbox.backends.container import (
     ContainerSpec,
     Engine,
     UnixHttp,
+    map_engine_errors,
 )
 from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
-    ConfigurationError,
-    ImageBuildError,
-    SandboxRuntimeError,
 )
 
 
-@contextlib.contextmanager
-def map_errors(action: str) -> Iterator[None]:
-    """Translate Podman SDK errors into ours, at the backend boundary only."""
-    try:
-        yield
-    except podman.errors.BuildError as exc:
-        raise ImageBuildError(f"{action} failed: {exc}") from exc
-    except podman.errors.ImageNotFound as exc:
-        raise ConfigurationError(f"{action}: image not found ({exc})") from exc
-    except podman.errors.APIError as exc:
-        raise SandboxRuntimeError(f"{action}: {exc.explanation or exc}") from exc
-    except podman.errors.PodmanError as exc:
-        raise BackendUnavailableError(f"{action}: Podman is not reachable ({exc})") from exc
-    except OSError as exc:
-        raise BackendUnavailableError(f"{action}: Podman is not reachable ({exc})") from exc
+def map_errors(action: str) -> contextlib.AbstractContextManager[None]:
+    return map_engine_errors(action, "Podman", podman.errors)
 
 
 def default_socket() -> str:
