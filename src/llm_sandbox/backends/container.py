@@ -236,6 +236,22 @@ def map_engine_errors(action: str, engine: str, errors: Any) -> Iterator[None]:
         raise BackendUnavailableError(f"{action}: {engine} is not reachable ({exc})") from exc
 
 
+class SdkEngine(Engine):
+    """What the Docker and Podman SDKs spell the same way."""
+
+    client: Any
+    errors: Any
+    """The SDK's errors module, for `map_engine_errors`."""
+
+    def build_image(self, context: Path, dockerfile: str, tag: str) -> None:
+        with map_engine_errors(f"building {dockerfile}", self.name, self.errors):
+            self.client.images.build(path=str(context), dockerfile=dockerfile, tag=tag, rm=True)
+
+    def remove_image(self, image: str) -> None:
+        with map_engine_errors(f"removing image {image}", self.name, self.errors):
+            self.client.images.remove(image, force=True)
+
+
 def resolve_image(engine: Engine, config: SessionConfig, default: str | None) -> tuple[str, bool]:
     """The image to run, building `dockerfile` if given; (name, built for this session)."""
     if config.dockerfile:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -18,7 +17,7 @@ from llm_sandbox.backends.base import Backend, RuntimeNeeds, Sandbox
 from llm_sandbox.backends.container import (
     ContainerSandbox,
     ContainerSpec,
-    Engine,
+    SdkEngine,
     UnixHttp,
     map_engine_errors,
 )
@@ -52,8 +51,9 @@ def engine_reachable() -> bool:
         return False
 
 
-class DockerEngine(Engine):
+class DockerEngine(SdkEngine):
     name = "docker"
+    errors = docker.errors
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -138,17 +138,10 @@ class DockerEngine(Engine):
                 return False
         return True
 
-    def build_image(self, context: Path, dockerfile: str, tag: str) -> None:
-        with map_errors(f"building {dockerfile}"):
-            self.client.images.build(path=str(context), dockerfile=dockerfile, tag=tag, rm=True)
-
-    def remove_image(self, image: str) -> None:
-        with map_errors(f"removing image {image}"):
-            self.client.images.remove(image, force=True)
-
 
 class DockerBackend(Backend):
     name = "docker"
+    errors = docker.errors
 
     def open(self, config: SessionConfig, runtime: RuntimeNeeds) -> Sandbox:
         client = config.client or default_client()

@@ -13,7 +13,6 @@ import os
 import resource
 import socket
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -24,7 +23,7 @@ from llm_sandbox.backends.base import Backend, RuntimeNeeds, Sandbox
 from llm_sandbox.backends.container import (
     ContainerSandbox,
     ContainerSpec,
-    Engine,
+    SdkEngine,
     UnixHttp,
     map_engine_errors,
 )
@@ -68,8 +67,9 @@ def engine_reachable() -> bool:
         return False
 
 
-class PodmanEngine(Engine):
+class PodmanEngine(SdkEngine):
     name = "podman"
+    errors = podman.errors
     honours_tmpfs_mode = False
 
     def __init__(self, client: Any) -> None:
@@ -190,14 +190,6 @@ class PodmanEngine(Engine):
         with map_errors(f"looking up image {image}"):
             return bool(self.client.images.exists(image))
 
-    def build_image(self, context: Path, dockerfile: str, tag: str) -> None:
-        with map_errors(f"building {dockerfile}"):
-            self.client.images.build(path=str(context), dockerfile=dockerfile, tag=tag, rm=True)
-
-    def remove_image(self, image: str) -> None:
-        with map_errors(f"removing image {image}"):
-            self.client.images.remove(image, force=True)
-
 
 def _nproc_ceiling() -> int:
     hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
@@ -228,6 +220,7 @@ def _tmpfs_mounts(tmpfs: Mapping[str, str]) -> list[dict[str, Any]]:
 
 class PodmanBackend(Backend):
     name = "podman"
+    errors = podman.errors
 
     def open(self, config: SessionConfig, runtime: RuntimeNeeds) -> Sandbox:
         client = config.client or default_client()
