@@ -221,10 +221,16 @@ def test_npm_install_then_require(backend: str) -> None:
 
 @pytest.mark.parametrize(
     ("language", "library"),
-    [("ruby", "rake"), ("r", "jsonlite"), ("go", "github.com/google/uuid@v1.6.0")],
+    [
+        ("ruby", "rake"),
+        ("r", "jsonlite"),
+        ("go", "github.com/google/uuid@v1.6.0"),
+        ("java", "com.google.code.gson:gson:2.10.1"),
+    ],
 )
 def test_unreachable_registry_is_a_clear_error(backend: str, language: str, library: str) -> None:
-    """RubyGems, CRAN and the Go proxy are not reachable here: fail fast and say so."""
+    """RubyGems, CRAN, the Go proxy and Maven Central are not reachable here: fail fast and say
+    so (the java image has no Maven at all, which must be just as clear)."""
     session = SandboxSession(lang=language, backend=backend)
     try:
         session.open()
