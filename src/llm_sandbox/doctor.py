@@ -7,6 +7,7 @@ Each check runs real code inside a real sandbox and reads the answer from the ke
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ print(json.dumps({
     "pid1": open("/proc/1/cmdline").read().split("\0")[0],
     "root_read_only": root_ro,
     "home_visible": os.path.exists("/home") and bool(os.listdir("/home")),
+    "kernel": os.uname().release,
 }))
 """
 
@@ -42,10 +44,12 @@ class BackendReport:
     controls: dict[str, object] = field(default_factory=dict)
 
 
-def _probe_session(backend: SandboxBackend) -> dict[str, object]:
+def _probe_session(
+    backend: SandboxBackend, runtime_config: dict[str, object] | None = None
+) -> dict[str, object]:
     from llm_sandbox.session import SandboxSession
 
-    with SandboxSession(lang="python", backend=backend) as session:
+    with SandboxSession(lang="python", backend=backend, runtime_config=runtime_config) as session:
         result = session.run(_PROBE, timeout=60)
         if result.exit_code != 0:
             raise SandboxError(f"probe failed: {result.stderr.strip()}")
@@ -92,21 +96,31 @@ def _summarise(raw: dict[str, object]) -> dict[str, object]:
 
 
 def check(
-    backend: SandboxBackend, extras: Callable[[], dict[str, object]] | None = None
+    backend: SandboxBackend,
+    extras: Callable[[], dict[str, object]] | None = None,
+    *,
+    runtime: str | None = None,
 ) -> BackendReport:
+    name = f"{backend.value}+{runtime}" if runtime else backend.value
     try:
-        controls = _summarise(_probe_session(backend))
+        raw = _probe_session(backend, {"runtime": runtime} if runtime else None)
+        controls = _summarise(raw)
+        controls["kernel_seen_by_code"] = raw.get("kernel")
+        # gVisor answers syscalls in its own user-space kernel; the host's seccomp and
+        # no_new_privs then apply to that kernel, out of the code's sight (so "NO" above).
+        controls["user_space_kernel"] = raw.get("kernel") != os.uname().release
         if extras is not None:
             controls.update(extras())
     except SandboxError as exc:
-        return BackendReport(backend.value, usable=False, error=str(exc))
-    return BackendReport(backend.value, usable=True, controls=controls)
+        return BackendReport(name, usable=False, error=str(exc))
+    return BackendReport(name, usable=True, controls=controls)
 
 
 def run_doctor() -> list[BackendReport]:
     reports = [check(SandboxBackend.LOCAL, _local_extras)]
     for backend in (SandboxBackend.DOCKER, SandboxBackend.PODMAN, SandboxBackend.KUBERNETES):
         reports.append(check(backend))
+    reports.insert(2, check(SandboxBackend.DOCKER, runtime="runsc"))
     return reports
 
 
