@@ -46,6 +46,9 @@ ETC_ENTRIES = (
     "/etc/ssl",
     "/etc/timezone",
 )
+# Kernel knobs under /proc that must never be writable from inside. The sandbox's user is
+# the caller's user outside; when that is root, writable sysctls would reach the host.
+PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
 NETWORK_ETC_ENTRIES = ("/etc/resolv.conf", "/etc/gai.conf", "/etc/host.conf")
 
 
@@ -162,6 +165,8 @@ def _root_mounts(layout: HostLayout, paths: SessionPaths, spec: CommandSpec) -> 
     for path in spec.host_paths:
         argv += ["--ro-bind", path, path]
     argv += ["--proc", "/proc", "--dev", "/dev"]
+    for path in PROC_READ_ONLY:
+        argv += ["--ro-bind-try", path, path]
     # /tmp before the work directory, which may live below it (e.g. /tmp/sandbox).
     argv += ["--bind", paths.area("tmp"), "/tmp", "--bind", paths.area("shm"), "/dev/shm"]
     argv += ["--bind", paths.area("work"), spec.workdir]
