@@ -452,8 +452,60 @@ def test_handle_backend_failover() -> None:
     assert session.config.backend is SandboxBackend.DOCKER
 
 
-@pytest.mark.skip(reason="security policies are issue 5 (llm_sandbox.security)")
-def test_security_policies() -> None: ...
+def test_security_policies() -> None:
+    from llm_sandbox.security import (
+        RestrictedModule,
+        SecurityIssueSeverity,
+        SecurityPattern,
+        SecurityPolicy,
+    )
+
+    # Create custom security policy
+    policy = SecurityPolicy(
+        severity_threshold=SecurityIssueSeverity.MEDIUM,
+        patterns=[
+            SecurityPattern(
+                pattern=r"os\.system",
+                description="System command execution",
+                severity=SecurityIssueSeverity.HIGH,
+            ),
+            SecurityPattern(
+                pattern=r"open\s*\([^)]*['\"][wa]",
+                description="File write operation",
+                severity=SecurityIssueSeverity.MEDIUM,
+            ),
+        ],
+        restricted_modules=[
+            RestrictedModule(
+                name="subprocess",
+                description="Process execution",
+                severity=SecurityIssueSeverity.HIGH,
+            )
+        ],
+    )
+
+    with SandboxSession(lang="python", security_policy=policy) as session:
+        pass
+    assert session.config.security_policy is policy
+
+
+def test_layer_security_policies() -> None:
+    from llm_sandbox.security import SecurityIssueSeverity, SecurityPattern, get_security_policy
+
+    # Base policy
+    base_policy = get_security_policy("production")
+
+    # Add custom patterns
+    base_policy.add_pattern(
+        SecurityPattern(
+            pattern=r"requests\.get\s*\(.*internal",
+            description="Internal network access",
+            severity=SecurityIssueSeverity.HIGH,
+        )
+    )
+    safe, violations = base_policy.is_safe("requests.get('http://internal/x')", "python")
+    assert not safe
+    assert violations
 
 
 @pytest.mark.skip(reason="ArtifactSandboxSession is issue 6")

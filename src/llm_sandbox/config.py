@@ -233,6 +233,7 @@ class SessionConfig:
         _reject_inapplicable(options, backend)
         _check_timeouts(values)
         _check_workdir(values["workdir"])
+        _check_policy(values["security_policy"])
         limits = values["limits"] if values["limits"] is not None else ResourceLimits()
         if not isinstance(limits, ResourceLimits):
             raise ConfigurationError("limits must be a llm_sandbox.ResourceLimits instance")
@@ -262,6 +263,16 @@ class SessionConfig:
         if backend is SandboxBackend.LOCAL:
             config = _apply_local_runtime_config(config)
         return config
+
+
+def _check_policy(policy: Any) -> None:
+    from llm_sandbox.security import SecurityPolicy
+
+    if policy is not None and not isinstance(policy, SecurityPolicy):
+        raise ConfigurationError(
+            "security_policy must be a llm_sandbox.security.SecurityPolicy, e.g. "
+            "get_security_policy('production')"
+        )
 
 
 def _reject_unknown(options: Mapping[str, Any]) -> None:

@@ -10,6 +10,7 @@ SandboxError
 │   └── ControlUnavailableError            a requested control cannot be applied (fail closed)
 ├── ImageBuildError (RuntimeError)         a default image or a dockerfile could not be built
 ├── SessionStateError (RuntimeError)       run before open, run after close, ...
+├── SecurityViolationError                 the code broke the session's security policy; not run
 ├── SandboxTimeoutError (TimeoutError)     a run or the session ran out of time; all killed
 ├── SandboxRuntimeError (RuntimeError)     the sandbox itself failed (not the user's program)
 └── PackageInstallError                    installing libraries failed (exit code, output kept)
@@ -20,6 +21,8 @@ Errors that carry output (timeouts, install failures) keep it in fields so nothi
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class SandboxError(Exception):
@@ -83,6 +86,17 @@ class SandboxTimeoutError(SandboxError, TimeoutError):
         self.stdout = stdout
         self.stderr = stderr
         self.session_expired = session_expired
+
+
+class SecurityViolationError(SandboxError):
+    """The code violates the session's security policy at or above its threshold; it did not run.
+
+    `violations` lists every blocking finding (what matched, where, how severe).
+    """
+
+    def __init__(self, message: str, *, violations: Sequence[object]) -> None:
+        super().__init__(message)
+        self.violations = list(violations)
 
 
 class PackageInstallError(SandboxError):

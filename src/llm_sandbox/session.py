@@ -33,11 +33,13 @@ from llm_sandbox.exceptions import (
     ConfigurationError,
     PackageInstallError,
     SandboxTimeoutError,
+    SecurityViolationError,
     SessionStateError,
 )
 from llm_sandbox.language_handlers.factory import LanguageHandlerFactory
 from llm_sandbox.output import CappedStream, OutputCallback
 from llm_sandbox.results import ConsoleOutput
+from llm_sandbox.security import Violation
 
 INSTALL_TIMEOUT_FLOOR = 300.0
 _POLL_FOREVER = 3600.0
@@ -87,11 +89,6 @@ class SandboxSession:
     ) -> None:
         options = {key: value for key, value in locals().items() if key not in ("self", "unknown")}
         options.update(unknown)
-        if security_policy is not None:
-            raise ConfigurationError(
-                "security_policy is not supported by this version of llm-sandbox yet; "
-                "isolation is enforced by the sandbox itself"
-            )
         self.config = SessionConfig.build(options)
         self.logger = self.config.logger or logging.getLogger("llm_sandbox")
         self.language_handler = LanguageHandlerFactory.create_handler(self.config.lang, self.logger)
@@ -214,6 +211,7 @@ class SandboxSession:
             raise ConfigurationError(f"code must be a string, got {type(code).__name__}")
         with self._lock:
             self._require_open()
+            self._enforce_policy(code)
             if libraries:
                 self.install(libraries)
             self._run_count += 1
@@ -244,6 +242,30 @@ class SandboxSession:
                 result.wall_time,
             )
             return result
+
+    def is_safe(self, code: str) -> tuple[bool, list[Violation]]:
+        """Check `code` against the session's security policy without running it.
+
+        Returns whether it passes and every finding (pattern or module, line, severity).
+        Without a policy everything passes; isolation is the boundary either way.
+        """
+        policy = self.config.security_policy
+        if policy is None:
+            return True, []
+        safe, violations = policy.is_safe(code, self.config.lang)
+        return bool(safe), list(violations)
+
+    def _enforce_policy(self, code: str) -> None:
+        policy = self.config.security_policy
+        if policy is None:
+            return
+        blocking = policy.blocking(policy.check(code, self.config.lang))
+        if blocking:
+            listed = "; ".join(str(v) for v in blocking)
+            raise SecurityViolationError(
+                f"the code was not run: it violates the session's security policy ({listed})",
+                violations=blocking,
+            )
 
     def execute_command(
         self,

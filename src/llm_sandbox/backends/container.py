@@ -40,6 +40,7 @@ from llm_sandbox.backends.base import (
     RuntimeNeeds,
     run_to_completion,
 )
+from llm_sandbox.backends.seccomp import oci_profile
 from llm_sandbox.backends.tarexec import TarOverExec
 from llm_sandbox.config import ResourceLimits, SessionConfig, parse_size
 from llm_sandbox.exceptions import (
@@ -101,7 +102,8 @@ def build_spec(config: SessionConfig, image: str, libs_volume: str) -> Container
         # installs libraries) can signal it without capabilities, so no kill loop can end it.
         "user": KEEPER_USER,
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
+        # Our seccomp policy (the one the embedded backend uses), not the engine's default.
+        "security_opt": ["no-new-privileges:true", f"seccomp={json.dumps(oci_profile())}"],
         # A committed container must be able to keep what install() put there.
         "read_only": not config.commit_container,
         "tmpfs": {
@@ -328,6 +330,8 @@ class ContainerSandbox(TarOverExec):
         self._engine = engine
         self._config = config
         self._closed = False
+        self._stopped: str | None = None
+        """Why the container is gone, once it stopped under us (it is still removed at close)."""
         self._network_on = False
         self._oom_kills = 0
         self._agent: agent.FrameStream | None = None
@@ -358,6 +362,8 @@ class ContainerSandbox(TarOverExec):
     def exec(self, request: ExecRequest) -> Process:
         if self._closed:
             raise SessionStateError("the sandbox is closed")
+        if self._stopped:
+            raise SandboxRuntimeError(self._stopped)
         wanted = request.network or self.spec.network
         if wanted != self._network_on:
             self._engine.set_network(self._container, wanted)
@@ -404,12 +410,12 @@ class ContainerSandbox(TarOverExec):
         if state.get("Running"):
             return
         self._drop_agent()
-        self._closed = True
         oom = " after running out of memory" if state.get("OOMKilled") else ""
-        raise SandboxRuntimeError(
+        self._stopped = (
             f"the container stopped{oom} (exit code {state.get('ExitCode')}); "
             "everything in it is gone, so open a new session"
         )
+        raise SandboxRuntimeError(self._stopped)
 
     def _agent_lost(self) -> SandboxRuntimeError:
         """The agent's connection ended without the end markers: say why, honestly."""
@@ -508,7 +514,7 @@ class ContainerSandbox(TarOverExec):
         self._closed = True
         self._drop_agent()
         try:
-            if self._config.commit_container and self._container:
+            if self._config.commit_container and self._container and not self._stopped:
                 self.commit()
         finally:
             if self._container:

@@ -8,10 +8,12 @@ speaks Podman's Docker-compatible endpoint directly on the same unix socket.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import resource
 import socket
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
@@ -93,10 +95,7 @@ class PodmanEngine(SdkEngine):
                 *options.get("ulimits", []),
                 {"Name": "nproc", "Soft": nproc, "Hard": nproc},
             ]
-        security = [o for o in options.pop("security_opt", []) if not o.startswith("no-new-priv")]
-        options["no_new_privileges"] = len(security) < len(spec.options.get("security_opt", []))
-        if security:
-            options["security_opt"] = security
+        options.update(_security_options(options.pop("security_opt", [])))
         if "nano_cpus" in options:
             options["cpu_period"] = 100_000
             options["cpu_quota"] = int(options.pop("nano_cpus") / 1e9 * 100_000)
@@ -189,6 +188,37 @@ class PodmanEngine(SdkEngine):
     def image_exists(self, image: str) -> bool:
         with map_errors(f"looking up image {image}"):
             return bool(self.client.images.exists(image))
+
+
+def _security_options(security_opt: list[str]) -> dict[str, Any]:
+    """Docker's security_opt strings as the Podman SDK's keywords (its own security_opt means
+    SELinux labels); a seccomp profile goes to a file, which the local service reads."""
+    options: dict[str, Any] = {}
+    labels: list[str] = []
+    for option in security_opt:
+        key, _, value = option.partition("=" if "=" in option else ":")
+        if key == "no-new-privileges":
+            options["no_new_privileges"] = value in ("", "true")
+        elif key == "seccomp" and value == "unconfined":
+            options["seccomp_policy"] = "default"
+            options["seccomp_profile_path"] = "unconfined"
+        elif key == "seccomp":
+            options["seccomp_profile_path"] = _profile_file(value)
+        else:
+            labels.append(option)
+    if labels:
+        options["security_opt"] = labels
+    return options
+
+
+def _profile_file(profile: str) -> str:
+    digest = hashlib.sha256(profile.encode()).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"llm-sandbox-seccomp-{digest}.json")
+    if not os.path.exists(path):
+        with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), delete=False) as f:
+            f.write(profile)
+        os.replace(f.name, path)
+    return path
 
 
 def _nproc_ceiling() -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_sandbox.backends.local import seccomp
+from llm_sandbox.backends import seccomp
 
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 AUDIT_ARCH_I386 = 0x40000003

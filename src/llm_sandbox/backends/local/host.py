@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from llm_sandbox.backends.local import cgroups
 from llm_sandbox.backends.local.bwrap import HostLayout
-from llm_sandbox.backends.local.seccomp import build_filter
+from llm_sandbox.backends.seccomp import build_filter
 from llm_sandbox.exceptions import BackendUnavailableError
 
 INSTALL_HINT = (

@@ -485,3 +485,54 @@ def describe(arch: str | None = None) -> dict[str, object]:
         "argument_checks": {name: (table[name], rule) for name, rule in _ARGUMENT_CHECKS.items()},
         "not_on_this_arch": sorted(DENIED_SYSCALLS - table.keys()),
     }
+
+
+# --- the same policy for container engines ---------------------------------------------------
+
+_OCI_ARCHES: Final[Mapping[str, tuple[str, ...]]] = {
+    "x86_64": ("SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"),
+    "aarch64": ("SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"),
+}
+
+
+def oci_profile(arch: str | None = None) -> dict[str, object]:
+    """This policy as a Docker/Podman (OCI) seccomp profile: allow by default, deny our list.
+
+    It replaces the engine's default profile, which allows ptrace, io_uring and (in Podman)
+    unshare and keyctl. libseccomp resolves the names, so this holds on every architecture
+    the engine supports; bits of a 64-bit argument are tested with masked equality.
+    """
+    resolved = _resolve_arch(arch)
+    denied = sorted(name for name in DENIED_SYSCALLS if name in resolved.syscalls)
+    rules: list[dict[str, object]] = [
+        {"names": denied, "action": "SCMP_ACT_ERRNO", "errnoRet": _EPERM},
+        {"names": sorted(_ENOSYS_SYSCALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": _ENOSYS},
+    ]
+    flag = 1
+    while flag <= _CLONE_NAMESPACE_FLAGS:
+        if flag & _CLONE_NAMESPACE_FLAGS:
+            condition = {"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}
+            rules.append(
+                {
+                    "names": ["clone"],
+                    "action": "SCMP_ACT_ERRNO",
+                    "errnoRet": _EPERM,
+                    "args": [condition],
+                }
+            )
+        flag <<= 1
+    for request in (_TIOCSTI, _TIOCLINUX):
+        condition = {"index": 1, "value": request, "op": "SCMP_CMP_EQ"}
+        rules.append(
+            {
+                "names": ["ioctl"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": _EPERM,
+                "args": [condition],
+            }
+        )
+    return {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": list(_OCI_ARCHES[resolved.name]),
+        "syscalls": rules,
+    }
