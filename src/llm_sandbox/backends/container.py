@@ -405,6 +405,16 @@ class ContainerSandbox(TarOverExec):
             check_oom=self.oom_kills_increased,
         )
 
+    def _exec_start(
+        self, container: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, user: str
+    ) -> tuple[str, socket.socket, bytes]:
+        """Start an exec; if the container has died meanwhile, say that rather than 409."""
+        try:
+            return self._engine.exec_start(container, argv, env, cwd, user)
+        except SandboxRuntimeError:
+            self._check_running()
+            raise
+
     def _check_running(self) -> None:
         state = self._engine.container_state(self._container)
         if state.get("Running"):
@@ -428,7 +438,7 @@ class ContainerSandbox(TarOverExec):
 
     def _install_exec(self, script: str, payload: bytes) -> Process:
         """Installs run as root in an exec of their own: only they may write the libraries."""
-        exec_id, sock, ahead = self._engine.exec_start(
+        exec_id, sock, ahead = self._exec_start(
             self._container,
             ["sh", "-c", f"mkdir -p {INSTALL_TMP} || exit 125\n{script}"],
             {},
@@ -454,7 +464,7 @@ class ContainerSandbox(TarOverExec):
             self._drop_agent()
             base_env = {"HOME": self.spec.workdir, "LANG": "C.UTF-8"}
             argv = ["sh", "-c", agent.AGENT_SCRIPT, RUN_SCRIPT]
-            _, sock, ahead = self._engine.exec_start(
+            _, sock, ahead = self._exec_start(
                 self._container, argv, base_env, self.spec.workdir, self.spec.user
             )
             self._agent = agent.FrameStream(sock, ahead)
@@ -467,7 +477,7 @@ class ContainerSandbox(TarOverExec):
 
     def _internal(self, argv: Sequence[str], user: str | None = None) -> tuple[int, bytes]:
         """Run one of our own commands in a separate exec to completion; (exit code, stdout)."""
-        exec_id, sock, ahead = self._engine.exec_start(
+        exec_id, sock, ahead = self._exec_start(
             self._container, argv, {}, "/", user or self.spec.user
         )
         process = agent.ExecProcess(
