@@ -8,9 +8,8 @@ commands, capping and decoding output, deadlines, policy — lives above this pr
 
 from __future__ import annotations
 
-import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from llm_sandbox.config import SessionConfig
@@ -139,13 +138,3 @@ def run_to_completion(process: Process, timeout: float = 60.0) -> tuple[int, byt
             break
         (out if stream == STDOUT else err).append(data)
     return process.wait().exit_code, b"".join(out), b"".join(err)
-
-
-@contextlib.contextmanager
-def killing_on_error(process: Process) -> Iterator[Process]:
-    """Kill the process if the block raises (e.g. KeyboardInterrupt while reading)."""
-    try:
-        yield process
-    except BaseException:
-        process.kill()
-        raise

@@ -355,10 +355,6 @@ class ContainerSandbox(TarOverExec):
                 raise SandboxRuntimeError(f"could not make {' and '.join(dirs)} writable")
         logger.debug("%s container %s from %s", engine.name, self._container[:12], self.image)
 
-    @property
-    def container_id(self) -> str:
-        return self._container
-
     def exec(self, request: ExecRequest) -> Process:
         if self._closed:
             raise SessionStateError("the sandbox is closed")
