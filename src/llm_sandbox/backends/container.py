@@ -425,7 +425,11 @@ class ContainerSandbox(TarOverExec):
 
     def _agent_lost(self) -> SandboxRuntimeError:
         """The agent's connection ended without the end markers: say why, honestly."""
-        self._check_running()
+        # A dying container may end the stream a moment before the engine reports it stopped.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            self._check_running()
+            time.sleep(0.1)
         self._drop_agent()
         return SandboxRuntimeError(
             "the run ended the sandbox's command agent (it killed its parent or every process "
