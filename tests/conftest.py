@@ -2,6 +2,9 @@
 
 A backend that exists but cannot start here is skipped on a developer machine and is a
 failure under CI (`CI=true`), where the test command must have set every engine up.
+
+A test module that sets `ALSO_GVISOR = True` runs over one more variant, "docker+runsc": the
+Docker backend with gVisor as the container runtime.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from llm_sandbox import SandboxSession
 from llm_sandbox.exceptions import BackendUnavailableError
 
 ALL_BACKENDS = ("local", "docker", "podman")
+GVISOR = "docker+runsc"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -28,16 +32,23 @@ def implemented_backends() -> list[str]:
     ]
 
 
+def backend_options(name: str) -> dict[str, Any]:
+    """The session options that select a backend name of this suite."""
+    if name == GVISOR:
+        return {"backend": "docker", "runtime_config": {"runtime": "runsc"}}
+    return {"backend": name}
+
+
 _unavailable: dict[str, str] = {}
 
 
 def _require(backend: str) -> None:
     if backend not in _unavailable:
         try:
-            with SandboxSession(lang="python", backend=backend) as session:
+            with SandboxSession(lang="python", **backend_options(backend)) as session:
                 session.run("pass")
             _unavailable[backend] = ""
-        except BackendUnavailableError as exc:
+        except (BackendUnavailableError, ImportError) as exc:
             _unavailable[backend] = str(exc)
     reason = _unavailable[backend]
     if reason:
@@ -46,8 +57,18 @@ def _require(backend: str) -> None:
         pytest.skip(f"backend {backend} unavailable here: {reason}")
 
 
-@pytest.fixture(scope="module", params=implemented_backends())
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    names = implemented_backends()
+    if getattr(metafunc.module, "ALSO_GVISOR", False) and "docker" in names:
+        names.append(GVISOR)
+    metafunc.parametrize("backend", names, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
 def backend(request: pytest.FixtureRequest) -> str:
+    """The backend name under test (parametrized by `pytest_generate_tests`)."""
     name: str = request.param
     _require(name)
     return name
@@ -71,7 +92,7 @@ def make_session(backend: str) -> Iterator[SessionFactory]:
 
     def factory(**options: Any) -> SandboxSession:
         options.setdefault("lang", "python")
-        session = SandboxSession(backend=backend, **options)
+        session = SandboxSession(**backend_options(backend), **options)
         session.open()
         opened.append(session)
         return session

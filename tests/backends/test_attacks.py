@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import importlib.util
 import json
 import os
 import secrets
@@ -28,82 +27,12 @@ from typing import Any
 import pytest
 
 from llm_sandbox import SandboxSession
-from llm_sandbox.exceptions import BackendUnavailableError, SandboxRuntimeError
+from llm_sandbox.exceptions import SandboxRuntimeError
 
 SessionFactory = Callable[..., SandboxSession]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 RUNSC = "docker+runsc"
-GVISOR_FLAKE = pytest.mark.xfail(
-    raises=SandboxRuntimeError,
-    strict=False,
-    reason="this runsc build (20221219) sometimes stops the whole sandbox (exit 2) under load, "
-    "also in the replacement session; reported honestly as 'container stopped'",
-)
+ALSO_GVISOR = True
 ENGINE_GRACE = 5.0
-
-
-def _backends() -> list[str]:
-    names = [
-        name
-        for name in ("local", "docker", "podman")
-        if importlib.util.find_spec(f"llm_sandbox.backends.{name}") is not None
-    ]
-    if "docker" in names:
-        names.append(RUNSC)
-    return names
-
-
-def _options(name: str) -> dict[str, Any]:
-    if name == RUNSC:
-        return {"backend": "docker", "runtime_config": {"runtime": "runsc"}}
-    return {"backend": name}
-
-
-_unavailable: dict[str, str] = {}
-
-
-def _require(name: str) -> None:
-    if name not in _unavailable:
-        try:
-            with SandboxSession(lang="python", **_options(name)) as probe:
-                probe.run("pass")
-            _unavailable[name] = ""
-        except (BackendUnavailableError, ImportError) as exc:
-            _unavailable[name] = str(exc)
-    reason = _unavailable[name]
-    if reason:
-        if IN_CI:
-            pytest.fail(f"backend {name} cannot start under CI: {reason}")
-        pytest.skip(f"backend {name} unavailable here: {reason}")
-
-
-# These override conftest's fixtures in this module only, adding the docker+runsc variant.
-@pytest.fixture(scope="module", params=_backends())
-def backend(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    _require(name)
-    return name
-
-
-@pytest.fixture
-def make_session(backend: str) -> Iterator[SessionFactory]:
-    opened: list[SandboxSession] = []
-
-    def factory(**options: Any) -> SandboxSession:
-        options.setdefault("lang", "python")
-        session = SandboxSession(**_options(backend), **options)
-        session.open()
-        opened.append(session)
-        return session
-
-    yield factory
-    for session in opened:
-        session.close()
-
-
-@pytest.fixture
-def session(make_session: SessionFactory) -> SandboxSession:
-    return make_session()
 
 
 def assert_session_works(session: SandboxSession) -> None:
@@ -430,10 +359,7 @@ def test_setuid_binaries_do_not_escalate(
     session: SandboxSession,
     backend: str,
     make_session: SessionFactory,
-    request: pytest.FixtureRequest,
 ) -> None:
-    if backend == RUNSC:
-        request.applymarker(GVISOR_FLAKE)
     tag = f"llmsbx-suid-{uuid.uuid4().hex}"
     seen_on_host: dict[int, str] = {}
 
@@ -550,10 +476,7 @@ def test_zombies_do_not_accumulate(
     session: SandboxSession,
     backend: str,
     make_session: SessionFactory,
-    request: pytest.FixtureRequest,
 ) -> None:
-    if backend == RUNSC:
-        request.applymarker(GVISOR_FLAKE)
     comm = f"zb{secrets.token_hex(6)}"[:15]
     sightings: list[tuple[int, int]] = []
 

@@ -183,10 +183,14 @@ def test_gc_removes_containers_whose_owner_died(container_backend: str) -> None:
 
 
 def test_failing_dockerfile_is_an_image_build_error(container_backend: str, tmp_path: Path) -> None:
+    """The build fails clearly, and leaves no container of its failed step behind."""
     from llm_sandbox.exceptions import ImageBuildError
 
+    step = f"exit 3 # {os.urandom(8).hex()}"
     dockerfile = tmp_path / "Dockerfile"
-    dockerfile.write_text(f"FROM {BASE}\nRUN exit 3\n")
+    dockerfile.write_text(f"FROM {BASE}\nRUN {step}\n")
     session = SandboxSession(backend=container_backend, dockerfile=str(dockerfile))
     with pytest.raises(ImageBuildError, match="failed"):
         session.open()
+    listed = engine(container_backend, "ps", "-a", "--no-trunc", "--format", "{{.Command}}")
+    assert step not in listed.stdout

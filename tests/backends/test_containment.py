@@ -36,9 +36,12 @@ from pathlib import Path
 import pytest
 
 from llm_sandbox import ResourceLimits, SandboxSession, Verdict
-from llm_sandbox.exceptions import SandboxTimeoutError
+from llm_sandbox.exceptions import SandboxRuntimeError, SandboxTimeoutError
 
 MiB = 1024 * 1024
+GVISOR = "docker+runsc"
+ALSO_GVISOR = True
+"""Also run every test here with gVisor as Docker's runtime (see conftest)."""
 SessionFactory = Callable[..., SandboxSession]
 
 # How long a killed process may take to vanish from the host's /proc. The local backend kills
@@ -50,34 +53,69 @@ ENGINE_KILL_GRACE = 3.0
 # --- host-side process tracking ---------------------------------------------------------------
 
 
-def _host_cmdlines() -> Iterator[tuple[int, list[str]]]:
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = Path(entry.path, "cmdline").read_bytes()
-        except OSError:  # exited while we looked
-            continue
-        yield int(entry.name), raw.decode(errors="replace").split("\0")
+def _host_cmdlines() -> list[tuple[int, list[str]]]:
+    found = []
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                raw = Path(entry.path, "cmdline").read_bytes()
+            except OSError:  # exited while we looked
+                continue
+            found.append((int(entry.name), raw.decode(errors="replace").split("\0")))
+    return found
+
+
+def _sandbox_cmdlines(container: str) -> Iterator[tuple[int, list[str]]]:
+    """The processes inside a gVisor sandbox, as its runtime sees them.
+
+    gVisor's processes live inside its user-space kernel, so the host's /proc cannot see them.
+    The runtime can: a root exec that the sandboxed code does not control reads the sandbox's
+    /proc (fields separated by control bytes, which a cmdline cannot fake past its NULs).
+    """
+    script = (
+        'for d in /proc/[0-9]*; do printf "\\001%s\\002" "${d#/proc/}"; '
+        'cat "$d/cmdline" 2>/dev/null; done; exit 0'
+    )
+    done = subprocess.run(
+        ["docker", "exec", "-u", "0", container, "sh", "-c", script],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        gone = subprocess.run(["docker", "inspect", container], capture_output=True, check=False)
+        # A removed gVisor sandbox takes its kernel, and so every process in it, with it.
+        assert gone.returncode != 0, f"cannot look into {container}: {done.stderr!r}"
+        return
+    for record in done.stdout.split(b"\001")[1:]:
+        pid, _, cmdline = record.partition(b"\002")
+        yield int(pid), cmdline.decode(errors="replace").split("\0")
+
+
+def _container_of(session: SandboxSession) -> str:
+    """The container a Docker session runs in (a test-only reach into the session)."""
+    container: str = session._sandbox._container  # type: ignore[union-attr, attr-defined]
+    return container
 
 
 class Marker:
     """A unique tag planted in the argv of every process an attack starts."""
 
-    def __init__(self) -> None:
+    def __init__(self, session: SandboxSession, backend: str) -> None:
         self.tag = f"llm-sandbox-marker-{uuid.uuid4().hex}"
         self.sleep_arg = f"1000.{uuid.uuid4().int % 10**15:015d}"
+        self.backend = backend
+        self.container = _container_of(session) if backend == GVISOR else ""
 
     def processes(self) -> dict[int, list[str]]:
-        """Marked processes alive on the host right now (zombies have no cmdline)."""
-        return {
-            pid: argv
-            for pid, argv in _host_cmdlines()
-            if self.tag in argv or self.sleep_arg in argv
-        }
+        """Marked processes alive right now (zombies have no cmdline), seen from the host."""
+        view = _sandbox_cmdlines(self.container) if self.container else _host_cmdlines()
+        return {pid: argv for pid, argv in view if self.tag in argv or self.sleep_arg in argv}
 
-    def survivors(self, backend: str) -> dict[int, list[str]]:
-        grace = 0.0 if backend == "local" else ENGINE_KILL_GRACE
+    def survivors(self) -> dict[int, list[str]]:
+        grace = 0.0 if self.backend == "local" else ENGINE_KILL_GRACE
         deadline = time.monotonic() + grace
         while True:
             alive = self.processes()
@@ -195,6 +233,26 @@ def _reset_peak_rss() -> bool:
     return True
 
 
+def assert_gvisor_ended_at_memory_limit(
+    error: SandboxRuntimeError,
+    backend: str,
+    session: SandboxSession,
+    make_session: SessionFactory,
+) -> None:
+    """gVisor keeps the code, its files and its own kernel in one memory cgroup, so at the
+    limit the whole sandbox ends. That is contained; it must also be reported as such: the
+    error says memory ran out, the session refuses further runs with a clear error, and a new
+    session works.
+    """
+    assert backend == GVISOR, f"only gVisor may end the whole sandbox: {error}"
+    assert "out of memory" in str(error), error
+    assert "open a new session" in str(error), error
+    with pytest.raises(SandboxRuntimeError, match="open a new session"):
+        session.run("print(1)", timeout=30)
+    assert_host_can_spawn()
+    assert_session_works(make_session())
+
+
 # --- 1. timeouts --------------------------------------------------------------------------
 
 PARTIAL = "partial output before the deadline"
@@ -245,7 +303,7 @@ def test_timeout_kills_every_process(session: SandboxSession, backend: str, atta
     host, and the same session runs code again.
     """
     body, timeout, started_processes = TIMEOUT_ATTACKS[attack]
-    marker = Marker()
+    marker = Marker(session, backend)
     sighting = HostSighting(marker)
 
     error, elapsed = run_until_timeout(session, marker.sandbox_prelude() + body, timeout, sighting)
@@ -254,7 +312,7 @@ def test_timeout_kills_every_process(session: SandboxSession, backend: str, atta
     assert PARTIAL in error.stdout
     assert not error.session_expired
     assert sighting.first >= started_processes, "the attack never started; the test proves nothing"
-    assert marker.survivors(backend) == {}
+    assert marker.survivors() == {}
     assert_session_works(session)
 
 
@@ -270,7 +328,7 @@ def test_background_processes_end_with_a_successful_run(
     Proof: the host sees all three during the run; `run` returns promptly with exit 0, and
     then no marked process exists on the host. A second run does not see them either.
     """
-    marker = Marker()
+    marker = Marker(session, backend)
     sighting = HostSighting(marker)
     code = marker.sandbox_prelude() + (
         "start_daemon()\n"
@@ -287,7 +345,7 @@ def test_background_processes_end_with_a_successful_run(
     assert "main exits" in result.stdout
     assert result.wall_time < 10
     assert sighting.first >= 3, "the background processes never started"
-    assert marker.survivors(backend) == {}
+    assert marker.survivors() == {}
     later = session.run(marker.sandbox_prelude() + "print(count_marked())", timeout=30)
     assert later.stdout == "0\n"
 
@@ -320,7 +378,7 @@ def test_session_expiry_kills_the_run_in_progress(
     session_expired, no marked process survives on the host, and the session stays expired.
     """
     session = make_session(session_timeout=2)
-    marker = Marker()
+    marker = Marker(session, backend)
     sighting = HostSighting(marker)
     code = marker.sandbox_prelude() + (
         "start_daemon()\n"
@@ -335,7 +393,7 @@ def test_session_expiry_kills_the_run_in_progress(
     assert "expired" in str(error)
     assert elapsed < 2 + 3
     assert sighting.first >= 3, "the attack never started"
-    assert marker.survivors(backend) == {}
+    assert marker.survivors() == {}
     with pytest.raises(SandboxTimeoutError, match="expired"):
         session.run("print(1)", timeout=10)
 
@@ -685,12 +743,17 @@ def test_memory_bomb_is_contained(make_session: SessionFactory, backend: str) ->
     """Attack: allocate 2 GiB in 16 MiB chunks under a 256 MiB memory limit.
 
     Proof: the run ends unsuccessfully (OOM kill, or MemoryError), it never held more than
-    the limit, the host can still start processes, and the session runs code again.
+    the limit, the host can still start processes, and the session runs code again (under
+    gVisor: the whole sandbox ends, reported as out of memory, and a new session works).
     """
     limit = 256 * MiB
     session = make_session(limits=ResourceLimits(memory=limit))
 
-    result = session.run(MEMORY_BOMB, timeout=30)
+    try:
+        result = session.run(MEMORY_BOMB, timeout=30)
+    except SandboxRuntimeError as error:
+        assert_gvisor_ended_at_memory_limit(error, backend, session, make_session)
+        return
 
     assert "ALLOCATED 2 GiB" not in result.stdout
     assert result.exit_code != 0
@@ -743,7 +806,7 @@ def test_fork_bomb_is_contained(make_session: SessionFactory, backend: str) -> N
     """
     limit = 64
     session = make_session(limits=ResourceLimits(processes=limit))
-    marker = Marker()
+    marker = Marker(session, backend)
     sighting = HostSighting(marker)
     code = marker.sandbox_prelude() + (
         f"os.execv(sys.executable, [sys.executable, '-c', {FORK_BOMB!r}, TAG])\n"
@@ -760,7 +823,7 @@ def test_fork_bomb_is_contained(make_session: SessionFactory, backend: str) -> N
     summary = stdout.splitlines()[-1]
     assert summary.startswith("forks="), stdout[-500:]
     assert int(summary.rsplit("=", 1)[1]) > 0, f"the limit was never hit: {summary}"
-    assert marker.survivors(backend) == {}
+    assert marker.survivors() == {}
     assert_host_can_spawn()
     assert_session_works(session)
 
@@ -875,7 +938,9 @@ def test_inode_flood_is_contained(
 
     Proof: the run ends with an error or a timeout rather than succeeding, the host's free
     disk space and free inodes barely moved, the host can start processes, and the session
-    runs code again. (A 128 MiB memory limit only makes the local run end sooner.)
+    runs code again. (A 128 MiB memory limit only makes the local run end sooner. gVisor keeps
+    its files in the sandbox's memory: the whole sandbox ends there, see
+    `assert_gvisor_ended_at_memory_limit`.)
     """
     if backend == "podman":
         request.applymarker(
@@ -894,6 +959,9 @@ def test_inode_flood_is_contained(
         assert "CREATED" not in result.stdout
     except SandboxTimeoutError:
         pass
+    except SandboxRuntimeError as error:
+        assert_gvisor_ended_at_memory_limit(error, backend, session, make_session)
+        return
 
     assert count_flood_files(session) > 10_000, "the flood never got going"
     host_after = os.statvfs("/")
@@ -944,7 +1012,11 @@ def test_inode_flood_across_runs_stays_within_session_limits(
             session.run(INODE_FLOOD, timeout=20)
         return count_flood_files(session)
 
-    held = [flood() for _ in range(10)]
+    try:
+        held = [flood() for _ in range(10)]
+    except SandboxRuntimeError as error:  # nothing is held once the whole sandbox ended
+        assert_gvisor_ended_at_memory_limit(error, backend, session, make_session)
+        return
     pinned = available_before - _mem_available_mib()
 
     assert held[0] > 10_000, "the flood never got going"
@@ -1002,13 +1074,31 @@ def _parse_status(text: str) -> dict[str, str]:
     }
 
 
-def inspect_sandboxed_process(session: SandboxSession) -> tuple[dict[str, str], dict[str, str]]:
-    """/proc/<pid>/status of one sandboxed process: as it sees itself, and as the host sees it."""
-    marker = Marker()
+def _gvisor_sentry_status(container: str) -> str:
+    """/proc/<pid>/status of the gVisor kernel (runsc-sandbox) that runs `container`'s code."""
+    for pid, argv in _host_cmdlines():
+        if argv[0] == "runsc-sandbox" and any(container in arg for arg in argv):
+            return Path(f"/proc/{pid}/status").read_text()
+    raise AssertionError(f"no runsc-sandbox process runs {container}")
+
+
+def inspect_sandboxed_process(
+    session: SandboxSession, backend: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """/proc/<pid>/status of one sandboxed process: as it sees itself, and as the host sees it.
+
+    Under gVisor the host sees no sandboxed process, only the Sentry (the user-space kernel that
+    executes every syscall the code makes), so that is the host's view.
+    """
+    marker = Marker(session, backend)
     host_views: list[str] = []
 
     def look_from_host(text: str) -> None:
-        if "READY" in text:
+        if "READY" not in text:
+            return
+        if backend == GVISOR:
+            host_views.append(_gvisor_sentry_status(marker.container))
+        else:
             host_views.extend(Path(f"/proc/{pid}/status").read_text() for pid in marker.processes())
 
     result = session.run(
@@ -1020,26 +1110,56 @@ def inspect_sandboxed_process(session: SandboxSession) -> tuple[dict[str, str], 
     return json.loads(result.stdout.splitlines()[0]), _parse_status(host_views[0])
 
 
-def test_code_runs_unprivileged(session: SandboxSession) -> None:
+def test_code_runs_unprivileged(session: SandboxSession, backend: str) -> None:
     """Attack surface check: the identity and privileges the code runs with.
 
-    Proof: inside, /proc/self/status shows non-root uids and gids, empty capability sets,
-    a seccomp filter (mode 2) and no_new_privs. The host confirms seccomp, no_new_privs and
-    no effective capabilities on the same (marked) process from its own /proc.
+    Proof: inside, /proc/self/status shows non-root uids and gids and empty capability sets.
+    The host confirms no effective capabilities on the same (marked) process from its own /proc;
+    under gVisor it confirms that the Sentry running the code is not root, is under seccomp and
+    has no_new_privs (it keeps CAP_SYS_ADMIN and CAP_SYS_CHROOT to build its own chroot).
     """
-    inside, host = inspect_sandboxed_process(session)
+    inside, host = inspect_sandboxed_process(session, backend)
 
     assert all(uid != "0" for uid in inside["Uid"].split()), inside["Uid"]
     assert all(gid != "0" for gid in inside["Gid"].split()), inside["Gid"]
     assert "0" not in inside["Groups"].split()
     for capability_set in CAPABILITY_SETS:
-        assert int(inside[capability_set], 16) == 0, f"{capability_set}={inside[capability_set]}"
-    assert inside["Seccomp"] == "2"
-    assert inside["NoNewPrivs"] == "1"
+        # gVisor does not report the ambient set (it has none to report).
+        value = inside.get(capability_set, "0" if backend == GVISOR else None)
+        assert value is not None, f"{capability_set} missing"
+        assert int(value, 16) == 0, f"{capability_set}={value}"
 
     assert host["Seccomp"] == "2"
     assert host["NoNewPrivs"] == "1"
-    assert int(host["CapEff"], 16) == 0
+    if backend == GVISOR:
+        assert all(uid not in ("0", "1000") for uid in host["Uid"].split()), host["Uid"]
+    else:
+        assert int(host["CapEff"], 16) == 0
+
+
+def test_code_runs_under_our_seccomp_filter(
+    session: SandboxSession, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Attack surface check: the code itself runs under a seccomp filter with no_new_privs.
+
+    Proof: /proc/self/status inside shows seccomp mode 2 and no_new_privs, and the host sees
+    the same on that process.
+    """
+    if backend == GVISOR:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                raises=AssertionError,
+                reason="this runsc build (20221219) does not apply the OCI seccomp profile inside "
+                "the sandbox; the Sentry itself is filtered (test_code_runs_unprivileged)",
+            )
+        )
+    inside, host = inspect_sandboxed_process(session, backend)
+
+    assert inside.get("Seccomp") == "2"
+    assert inside.get("NoNewPrivs") == "1"
+    assert host["Seccomp"] == "2"
+    assert host["NoNewPrivs"] == "1"
 
 
 def test_code_is_not_root_on_the_host(
@@ -1061,7 +1181,7 @@ def test_code_is_not_root_on_the_host(
                 "mode 0710) are accessible as their owner",
             )
         )
-    _, host = inspect_sandboxed_process(session)
+    _, host = inspect_sandboxed_process(session, backend)
 
     assert all(uid != "0" for uid in host["Uid"].split()), f"host Uid: {host['Uid']}"
     assert all(gid != "0" for gid in host["Gid"].split()), f"host Gid: {host['Gid']}"

@@ -1,0 +1,63 @@
+"""Turn a pytest JUnit XML report of the attack battery into an attack-by-backend table.
+
+    .venv/bin/python -m pytest tests/backends/test_containment.py tests/backends/test_attacks.py \
+        --junitxml=/tmp/attacks.xml -q
+    .venv/bin/python scripts/attack_table.py /tmp/attacks.xml
+
+Each cell is the outcome of one test on one backend: "contained" (passed), "known gap"
+(strict xfail: the test documents an attack that succeeds there), "FAILED", or "skipped".
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+
+BACKENDS = ("local", "docker", "podman", "docker+runsc", "kubernetes")
+_PARAMS = re.compile(r"^(?P<name>[^\[]+)\[(?P<params>.*)\]$")
+
+
+def outcome(case: ET.Element) -> str:
+    if case.find("failure") is not None or case.find("error") is not None:
+        return "FAILED"
+    skipped = case.find("skipped")
+    if skipped is None:
+        return "contained"
+    if skipped.get("type") == "pytest.xfail":
+        return "known gap"
+    return "skipped"
+
+
+def split(name: str) -> tuple[str, str] | None:
+    """(attack, backend) from a test id like `test_x[docker+runsc-ptrace]`."""
+    match = _PARAMS.match(name)
+    if not match:
+        return None
+    params = match["params"]
+    for backend in sorted(BACKENDS, key=len, reverse=True):
+        if params == backend or params.startswith(backend + "-"):
+            rest = params[len(backend) + 1 :]
+            attack = match["name"].removeprefix("test_")
+            return (f"{attack} [{rest}]" if rest else attack), backend
+    return None
+
+
+def main(path: str) -> None:
+    table: dict[str, dict[str, str]] = defaultdict(dict)
+    for case in ET.parse(path).getroot().iter("testcase"):
+        parsed = split(case.get("name", ""))
+        if parsed:
+            attack, backend = parsed
+            table[attack][backend] = outcome(case)
+    present = [b for b in BACKENDS if any(b in row for row in table.values())]
+    print("| attack | " + " | ".join(present) + " |")
+    print("|---" * (len(present) + 1) + "|")
+    for attack in sorted(table):
+        cells = (table[attack].get(b, "n/a") for b in present)
+        print(f"| {attack} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
