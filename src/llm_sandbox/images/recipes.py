@@ -75,6 +75,33 @@ SETUP_COMMANDS: Final = (
 COMMON_DEBIAN_PACKAGES: Final = ("ca-certificates",)
 
 
+#: Plotting libraries of the python and r images (Debian packages, and the same from PyPI for the
+#: online python build). Python's PIL is Pillow; plotly renders to HTML (no kaleido in Debian).
+PYTHON_PLOTTING_PACKAGES: Final = (
+    "python3-matplotlib",
+    "python3-seaborn",
+    "python3-plotly",
+    "python3-pil",
+)
+PYTHON_PLOTTING_PYPI: Final = ("matplotlib", "seaborn", "plotly", "pillow")
+R_PLOTTING_PACKAGES: Final = ("r-cran-ggplot2",)
+#: seaborn needs scipy, whose Debian package declares a run-time dependency on the pythran
+#: compiler, which pulls in g++, Boost and OpenBLAS headers (about 1 GB) that nothing runs. An
+#: empty package of that name, installed first, satisfies the dependency.
+PYTHRAN_STAND_IN: Final = (
+    "d=/tmp/stand-in/python3-pythran",
+    'mkdir -p "$d/DEBIAN"',
+    (
+        "printf '%s\\n' 'Package: python3-pythran' 'Version: 0.11.0+ds-7+llm-sandbox'"
+        " 'Architecture: all' 'Maintainer: llm-sandbox <root@localhost>'"
+        " 'Description: empty stand-in; scipy does not run pythran' > \"$d/DEBIAN/control\""
+    ),
+    'dpkg-deb --build "$d" /tmp/stand-in/pythran.deb >/dev/null',
+    "dpkg -i /tmp/stand-in/pythran.deb >/dev/null",
+    "rm -rf /tmp/stand-in",
+)
+
+
 def _env(**values: str) -> MappingProxyType[str, str]:
     return MappingProxyType(dict(values))
 
@@ -88,10 +115,15 @@ class Recipe:
     online_base: str
     optional_debian_packages: tuple[str, ...] = ()
     env: MappingProxyType[str, str] = field(default_factory=_env, hash=False)
+    pre_install_commands: tuple[str, ...] = ()
+    """POSIX shell commands run as root (one ``set -eu`` script) in the offline root filesystem
+    before ``debian_packages`` are installed (e.g. a stand-in for a needless dependency)."""
     rootfs_commands: tuple[str, ...] = ()
     """POSIX shell commands run as root (one ``set -eu`` script) in the offline root filesystem
-    once its packages are installed: trims of what a sandbox never uses, and warm-ups. Official
-    images of the online build are used as they come."""
+    once its packages are installed: trims of what a sandbox never uses, and warm-ups."""
+    online_commands: tuple[str, ...] = ()
+    """POSIX shell commands run as root on top of the official image of the online build: what
+    the offline build gets from ``debian_packages`` beyond the base language (e.g. plotting)."""
 
     @property
     def image(self) -> str:
@@ -115,14 +147,18 @@ RECIPES: Final = MappingProxyType(
         for recipe in (
             Recipe(
                 language="python",
-                debian_packages=("python3", "python3-pip", "python3-venv"),
-                online_base="docker.io/library/python:3.11-slim",
-                optional_debian_packages=(
-                    "python3-matplotlib",
-                    "python3-numpy",
-                    "python3-pandas",
-                    "python3-scipy",
+                # The plotting libraries ArtifactSandboxSession captures from (numpy and pandas
+                # come with them).
+                debian_packages=(
+                    "python3",
+                    "python3-pip",
+                    "python3-venv",
+                    *PYTHON_PLOTTING_PACKAGES,
                 ),
+                online_base="docker.io/library/python:3.11-slim",
+                optional_debian_packages=("python3-scipy",),
+                pre_install_commands=PYTHRAN_STAND_IN,
+                online_commands=("pip install --no-cache-dir " + " ".join(PYTHON_PLOTTING_PYPI),),
                 # Debian marks its interpreter "externally managed" (PEP 668); the official image
                 # does not. Let `pip install` (falling back to --user as uid 1000) work in both.
                 env=_env(PIP_BREAK_SYSTEM_PACKAGES="1", PIP_DISABLE_PIP_VERSION_CHECK="1"),
@@ -173,8 +209,13 @@ RECIPES: Final = MappingProxyType(
             ),
             Recipe(
                 language="r",
-                debian_packages=("r-base-core",),
+                debian_packages=("r-base-core", *R_PLOTTING_PACKAGES),
                 online_base="docker.io/library/r-base:latest",
+                online_commands=(
+                    "apt-get update",
+                    "apt-get install -y --no-install-recommends " + " ".join(R_PLOTTING_PACKAGES),
+                    "rm -rf /var/lib/apt/lists/*",
+                ),
                 optional_debian_packages=("r-recommended",),
             ),
         )
