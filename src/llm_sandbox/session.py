@@ -36,6 +36,7 @@ from llm_sandbox.exceptions import (
     SecurityViolationError,
     SessionStateError,
 )
+from llm_sandbox.language_handlers.base import CommandPlan
 from llm_sandbox.language_handlers.factory import LanguageHandlerFactory
 from llm_sandbox.output import CappedStream, OutputCallback
 from llm_sandbox.results import ConsoleOutput
@@ -216,9 +217,11 @@ class SandboxSession:
                 self.install(libraries)
             self._run_count += 1
             handler = self.language_handler
-            plan = handler.command_plan(code, self._run_count)
+            plan, env = self._prepare_run(
+                handler.command_plan(code, self._run_count),
+                handler.run_env(self.config.workdir),
+            )
             files = plan.files
-            env = handler.run_env(self.config.workdir)
             deadline = self._deadline(timeout)
             started = time.monotonic()
             for argv in plan.compile:
@@ -242,6 +245,12 @@ class SandboxSession:
                 result.wall_time,
             )
             return result
+
+    def _prepare_run(
+        self, plan: CommandPlan, env: dict[str, str]
+    ) -> tuple[CommandPlan, dict[str, str]]:
+        """The files, commands and environment of run `self._run_count`; subclasses add theirs."""
+        return plan, env
 
     def is_safe(self, code: str) -> tuple[bool, list[Violation]]:
         """Check `code` against the session's security policy without running it.
