@@ -85,21 +85,33 @@ PYTHON_PLOTTING_PACKAGES: Final = (
 )
 PYTHON_PLOTTING_PYPI: Final = ("matplotlib", "seaborn", "plotly", "pillow")
 R_PLOTTING_PACKAGES: Final = ("r-cran-ggplot2",)
-#: seaborn needs scipy, whose Debian package declares a run-time dependency on the pythran
-#: compiler, which pulls in g++, Boost and OpenBLAS headers (about 1 GB) that nothing runs. An
-#: empty package of that name, installed first, satisfies the dependency.
-PYTHRAN_STAND_IN: Final = (
-    "d=/tmp/stand-in/python3-pythran",
-    'mkdir -p "$d/DEBIAN"',
-    (
-        "printf '%s\\n' 'Package: python3-pythran' 'Version: 0.11.0+ds-7+llm-sandbox'"
-        " 'Architecture: all' 'Maintainer: llm-sandbox <root@localhost>'"
-        " 'Description: empty stand-in; scipy does not run pythran' > \"$d/DEBIAN/control\""
-    ),
-    'dpkg-deb --build "$d" /tmp/stand-in/pythran.deb >/dev/null',
-    "dpkg -i /tmp/stand-in/pythran.deb >/dev/null",
-    "rm -rf /tmp/stand-in",
-)
+
+
+def stand_ins(*packages: str) -> tuple[str, ...]:
+    """Commands installing an empty package for each name (run before the recipe's packages).
+
+    For dependencies Debian declares but a sandbox never uses, which would otherwise pull in far
+    more: seaborn needs scipy, whose package depends on the pythran compiler (g++, Boost and
+    OpenBLAS headers, about 1 GB); fonttools, needed by matplotlib, depends on sympy (120 MB)
+    and unicode-data (37 MB) for features matplotlib does not use.
+    """
+    commands = ["d=/tmp/stand-ins", 'mkdir -p "$d"']
+    for package in packages:
+        control = (
+            f"Package: {package}",
+            "Version: 999:0+llm-sandbox",
+            "Architecture: all",
+            "Maintainer: llm-sandbox <root@localhost>",
+            "Description: empty stand-in for a dependency nothing in a sandbox uses",
+        )
+        lines = " ".join(f"'{line}'" for line in control)
+        commands += [
+            f'mkdir -p "$d/{package}/DEBIAN"',
+            f"printf '%s\\n' {lines} > \"$d/{package}/DEBIAN/control\"",
+            f'dpkg-deb --build "$d/{package}" "$d/{package}.deb" >/dev/null',
+            f'dpkg -i "$d/{package}.deb" >/dev/null',
+        ]
+    return (*commands, 'rm -rf "$d"')
 
 
 def _env(**values: str) -> MappingProxyType[str, str]:
@@ -157,7 +169,7 @@ RECIPES: Final = MappingProxyType(
                 ),
                 online_base="docker.io/library/python:3.11-slim",
                 optional_debian_packages=("python3-scipy",),
-                pre_install_commands=PYTHRAN_STAND_IN,
+                pre_install_commands=stand_ins("python3-pythran", "python3-sympy", "unicode-data"),
                 online_commands=("pip install --no-cache-dir " + " ".join(PYTHON_PLOTTING_PYPI),),
                 # Debian marks its interpreter "externally managed" (PEP 668); the official image
                 # does not. Let `pip install` (falling back to --user as uid 1000) work in both.
