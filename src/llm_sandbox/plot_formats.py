@@ -98,8 +98,9 @@ def _svg(content: bytes) -> tuple[int | None, int | None]:
     if width is None or height is None:
         box = re.search(r"""\bviewBox\s*=\s*["']([^"']*)["']""", tag)
         numbers = box.group(1).replace(",", " ").split() if box else []
-        if len(numbers) == 4:
-            width, height = round(float(numbers[2])), round(float(numbers[3]))
+        if len(numbers) != 4:
+            return None, None
+        width, height = round(float(numbers[2])), round(float(numbers[3]))
     return width, height
 
 
