@@ -139,7 +139,7 @@ def test_plot_hooks_are_a_handler_capability() -> None:
     python = LanguageHandlerFactory.create_handler("python")
     capture = python.plot_capture({"PYTHONPATH": "/sandbox"})
     assert capture is not None
-    assert capture.env["PYTHONPATH"].startswith("/sandbox:")
+    assert capture.env["PYTHONPATH"].endswith(":/sandbox")
     [(path, content)] = capture.files.items()
     assert path.endswith("/usercustomize.py")
     compile(content, path, "exec")

@@ -320,3 +320,18 @@ def test_language_without_plot_hooks_runs_and_returns_no_plots(backend: str) -> 
         )
     finally:
         session.close()
+
+
+def test_the_programs_own_usercustomize_still_runs(python: ArtifactSandboxSession) -> None:
+    _needs(python, "matplotlib")
+    python.run("open('usercustomize.py', 'w').write('import builtins; builtins.MARK = 42')")
+    try:
+        code = (
+            "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+            "plt.plot([1])\nplt.show()\nplt.show()\nprint(MARK)\n"
+        )
+        result = _ok(python.run(code))
+        assert result.stdout == "42\n"
+        assert len(result.plots) == 1  # an explicit backend still shows; a second show adds none
+    finally:
+        python.run("import os; os.remove('usercustomize.py')")

@@ -54,11 +54,13 @@ class PythonHandler(AbstractLanguageHandler):
         return {"PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
 
     def plot_capture(self, run_env: Mapping[str, str]) -> PlotCapture:
-        """`usercustomize.py` at the end of PYTHONPATH hooks matplotlib, PIL and plotly."""
+        """`usercustomize.py` hooks matplotlib, PIL and plotly. Its directory goes first on
+        PYTHONPATH (it holds nothing else), so no other `usercustomize` shadows it; it runs the
+        next one on sys.path itself."""
         path = run_env.get("PYTHONPATH")
         return PlotCapture(
             files={f"{CAPTURE_PATH}/usercustomize.py": support_file("python_usercustomize.py")},
-            env={"PYTHONPATH": f"{path}:{CAPTURE_PATH}" if path else CAPTURE_PATH},
+            env={"PYTHONPATH": f"{CAPTURE_PATH}:{path}" if path else CAPTURE_PATH},
             probe=["python3", "-c", _PROBE, *PLOTTING_MODULES],
         )
 

@@ -1,8 +1,9 @@
 """Plot capture inside a Python run of an ArtifactSandboxSession. Runs in the sandbox only.
 
-The session places this file as `usercustomize.py` in a directory at the end of PYTHONPATH and
-sets `$LLM_SANDBOX_PLOTS_DIR`; Python's `site` imports it at start-up (Debian's own
-`sitecustomize` is left alone, and a later `usercustomize` on sys.path still runs). It prints
+The session places this file as `usercustomize.py` in a directory of its own, first on
+PYTHONPATH, and sets `$LLM_SANDBOX_PLOTS_DIR`; Python's `site` imports it at start-up (Debian's
+own `sitecustomize` is left alone, and the program's own `usercustomize`, found later on
+sys.path, still runs). It prints
 nothing and does not touch the program's file, so output and traceback line numbers stay as
 they are. It only installs an import hook; nothing is imported until the program does:
 
