@@ -85,6 +85,7 @@ PYTHON_PLOTTING_PACKAGES: Final = (
 )
 PYTHON_PLOTTING_PYPI: Final = ("matplotlib", "seaborn", "plotly", "pillow")
 R_PLOTTING_PACKAGES: Final = ("r-cran-ggplot2",)
+PYTHON_STAND_INS: Final = ("python3-pythran", "python3-sympy", "unicode-data", "python3-lxml")
 
 
 def stand_ins(*packages: str) -> tuple[str, ...]:
@@ -92,8 +93,9 @@ def stand_ins(*packages: str) -> tuple[str, ...]:
 
     For dependencies Debian declares but a sandbox never uses, which would otherwise pull in far
     more: seaborn needs scipy, whose package depends on the pythran compiler (g++, Boost and
-    OpenBLAS headers, about 1 GB); fonttools, needed by matplotlib, depends on sympy (120 MB)
-    and unicode-data (37 MB) for features matplotlib does not use.
+    OpenBLAS headers, about 1 GB); fonttools, needed by matplotlib, depends on sympy (120 MB),
+    unicode-data (37 MB) and lxml (with libxml2 and ICU, 50 MB) for features matplotlib does not
+    use. A program that wants one of them installs it with `install()`.
     """
     commands = ["d=/tmp/stand-ins", 'mkdir -p "$d"']
     for package in packages:
@@ -169,7 +171,7 @@ RECIPES: Final = MappingProxyType(
                 ),
                 online_base="docker.io/library/python:3.11-slim",
                 optional_debian_packages=("python3-scipy",),
-                pre_install_commands=stand_ins("python3-pythran", "python3-sympy", "unicode-data"),
+                pre_install_commands=stand_ins(*PYTHON_STAND_INS),
                 online_commands=("pip install --no-cache-dir " + " ".join(PYTHON_PLOTTING_PYPI),),
                 # Debian marks its interpreter "externally managed" (PEP 668); the official image
                 # does not. Let `pip install` (falling back to --user as uid 1000) work in both.
