@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 from llm_sandbox import artifacts
@@ -57,18 +56,6 @@ class ArtifactSandboxSession(SandboxSession):
         """Plotting libraries the sandbox lacked when last checked (at open and after installs)."""
         self._layout: artifacts.RunLayout | None = None
         self._history: list[PlotOutput] = []
-
-    def __enter__(self) -> ArtifactSandboxSession:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- plot history --------------------------------------------------------------------------
     @property

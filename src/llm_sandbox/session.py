@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from llm_sandbox import archive
 from llm_sandbox.backends import load_backend
@@ -42,6 +42,7 @@ from llm_sandbox.output import CappedStream, OutputCallback
 from llm_sandbox.results import ConsoleOutput
 from llm_sandbox.security import Violation
 
+_Session = TypeVar("_Session", bound="SandboxSession")
 INSTALL_TIMEOUT_FLOOR = 300.0
 _POLL_FOREVER = 3600.0
 
@@ -167,7 +168,7 @@ class SandboxSession:
                 self._teardown()
                 self._state = State.EXPIRED
 
-    def __enter__(self) -> SandboxSession:
+    def __enter__(self: _Session) -> _Session:
         self.open()
         return self
 
