@@ -20,7 +20,7 @@ from typing import Any
 
 from llm_sandbox import artifacts
 from llm_sandbox.config import parse_size
-from llm_sandbox.exceptions import ConfigurationError
+from llm_sandbox.exceptions import ConfigurationError, SandboxRuntimeError, UnsafeArchiveError
 from llm_sandbox.language_handlers.base import CommandPlan, PlotCapture
 from llm_sandbox.output import OutputCallback
 from llm_sandbox.results import ConsoleOutput, ExecutionResult, PlotOutput
@@ -141,18 +141,21 @@ class ArtifactSandboxSession(SandboxSession):
         if layout is None or console.compile_failed:
             return artifacts.Collected()
         sandbox = self._require_open()
+        collected = artifacts.Collected()
         try:
             data = sandbox.get_archive(layout.run_dir)
+            return artifacts.collect(
+                data, budget=self.max_artifact_bytes, max_stream_bytes=self.config.limits.disk
+            )
         except FileNotFoundError:
-            collected = artifacts.Collected()
             collected.warnings.append(
                 f"the artifacts directory {layout.run_dir} was gone after the run (did the "
                 "program delete it, or is /tmp full?); no plots or files could be collected"
             )
-            return collected
-        return artifacts.collect(
-            data, budget=self.max_artifact_bytes, max_stream_bytes=self.config.limits.disk
-        )
+        except (SandboxRuntimeError, UnsafeArchiveError) as exc:
+            # The run itself is over and its output is good: report, do not lose it.
+            collected.warnings.append(f"plots and files could not be collected: {exc}")
+        return collected
 
     # --- what the sandbox lacks ------------------------------------------------------------------
     def _check_plotting(self) -> None:

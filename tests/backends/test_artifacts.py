@@ -335,3 +335,16 @@ def test_the_programs_own_usercustomize_still_runs(python: ArtifactSandboxSessio
         assert len(result.plots) == 1  # an explicit backend still shows; a second show adds none
     finally:
         python.run("import os; os.remove('usercustomize.py')")
+
+
+def test_a_deleted_artifacts_dir_is_a_warning_not_a_failure(python: ArtifactSandboxSession) -> None:
+    code = (
+        "import os, shutil\n"
+        "shutil.rmtree(os.path.dirname(os.environ['LLM_SANDBOX_ARTIFACTS_DIR']))\n"
+        "print('ok')\n"
+    )
+    result = python.run(code)
+    assert (result.exit_code, result.stdout) == (0, "ok\n")
+    assert (result.plots, result.files) == ([], [])
+    assert any("was gone after the run" in warning for warning in result.warnings)
+    assert not any("was gone" in warning for warning in python.run("print(2)").warnings)
