@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_sandbox import ArtifactSandboxSession, archive, artifacts, plot_formats
+from llm_sandbox import ArtifactSandboxSession, SandboxSession, archive, artifacts, plot_formats
 from llm_sandbox.exceptions import ConfigurationError
 from llm_sandbox.language_handlers.factory import LanguageHandlerFactory
 
@@ -159,3 +159,5 @@ def test_artifact_session_options_are_checked() -> None:
     with pytest.raises(ConfigurationError, match="unknown option"):
         ArtifactSandboxSession(enable_ploting=True)
     assert ArtifactSandboxSession(max_artifact_bytes="2m").max_artifact_bytes == 2 * 1024 * 1024
+    with pytest.raises(ConfigurationError, match="use it instead of SandboxSession"):
+        SandboxSession(enable_plotting=True)
