@@ -8,6 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS="[dev,docker,podman]" bash scripts/bootstrap.sh
 
+apt_install() {
+  echo "==> apt-get install $*"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # Host toolchains for the embedded backend's language tests: "program:package", one apt-get for
 # whatever is missing.
 TOOLCHAINS=(node:nodejs npm:npm javac:default-jdk-headless g++:g++ go:golang-go ruby:ruby
@@ -18,15 +24,32 @@ install_toolchains() {
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
   done
   [ "${#missing[@]}" -gt 0 ] || return 0
-  echo "==> apt-get install ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-    >/dev/null
+  apt_install "${missing[@]}"
+}
+
+# Plotting libraries for the embedded backend, which runs the host's interpreters: R's from
+# Debian; Python's into the interpreter the sandbox runs (the base of .venv), from Debian when that
+# is Debian's python3, else with its own pip.
+install_host_plotting() {
+  local prefix
+  dpkg -s r-cran-ggplot2 >/dev/null 2>&1 || apt_install r-cran-ggplot2
+  prefix="$(.venv/bin/python -c 'import sys; print(sys.base_prefix)')"
+  if "$prefix/bin/python3" -c 'import matplotlib, seaborn, plotly, PIL' 2>/dev/null; then
+    return 0
+  fi
+  if [ "$prefix" = /usr ]; then
+    apt_install python3-matplotlib python3-seaborn python3-plotly python3-pil
+  else
+    echo "==> pip install plotting libraries into $prefix"
+    "$prefix/bin/python3" -m pip install -q --disable-pip-version-check \
+      matplotlib seaborn plotly pillow
+  fi
 }
 
 if [ "$(id -u)" -eq 0 ]; then
   bash scripts/engines.sh
   install_toolchains
+  install_host_plotting
   names="$(.venv/bin/python -c 'from llm_sandbox.images import LANGUAGES; print(*LANGUAGES)')"
   read -r -a languages <<<"$names"
   for engine in docker podman; do

@@ -8,7 +8,7 @@ Deviations, each forced by this machine and not by our API:
   the same stand-in and only adds a file, so it runs offline.
 * Examples that contact remote hosts (a TCP Docker daemon, a remote Kubernetes cluster) are
   not run: this machine may only talk to loopback.
-* Examples of later issues (security policies, artifacts, Kubernetes) are skipped, naming them.
+* Examples that need what this version does not have yet are skipped, naming it.
 """
 
 from __future__ import annotations
@@ -508,8 +508,27 @@ def test_layer_security_policies() -> None:
     assert violations
 
 
-@pytest.mark.skip(reason="ArtifactSandboxSession is issue 6")
-def test_artifact_extraction() -> None: ...
+def test_artifact_extraction(capsys: pytest.CaptureFixture[str]) -> None:
+    from llm_sandbox import ArtifactSandboxSession
+
+    with ArtifactSandboxSession(lang="python", enable_plotting=True, verbose=True) as session:
+        result = session.run("""
+import matplotlib.pyplot as plt
+plt.plot([1, 2, 3], [1, 4, 9])
+plt.show()
+""")
+        # Access captured plots
+        for plot in result.plots:
+            print(f"Plot format: {plot.format}")
+            print(f"Plot size: {len(plot.content_base64)} bytes")
+
+    if session.missing_plot_libraries and not IN_CI:
+        pytest.skip(f"the host lacks {', '.join(session.missing_plot_libraries)}")
+    assert result.exit_code == 0, result.stderr
+    assert [plot.format for plot in result.plots] == ["png"]
+    assert result.plots[0].content.startswith(b"\x89PNG")
+    assert (result.plots[0].width, result.plots[0].height) == (640, 480)
+    assert "Plot format: png\n" in capsys.readouterr().out
 
 
 @pytest.mark.skip(reason="contacts a remote Docker daemon / cluster; only loopback is allowed here")

@@ -8,12 +8,15 @@ with SandboxSession(lang="python") as session:
 ```
 """
 
+from llm_sandbox.artifact_session import ArtifactSandboxSession
 from llm_sandbox.config import ResourceLimits, SandboxBackend
 from llm_sandbox.exceptions import SandboxError, SandboxTimeoutError
-from llm_sandbox.results import ConsoleOutput, ExecutionResult, PlotOutput, Verdict
+from llm_sandbox.results import ArtifactFile, ConsoleOutput, ExecutionResult, PlotOutput, Verdict
 from llm_sandbox.session import SandboxSession
 
 __all__ = [
+    "ArtifactFile",
+    "ArtifactSandboxSession",
     "ConsoleOutput",
     "ExecutionResult",
     "PlotOutput",

@@ -62,7 +62,15 @@ from typing import IO, BinaryIO
 
 from llm_sandbox.exceptions import UnsafeArchiveError
 
-__all__ = ["UnsafeArchiveError", "extract_to", "pack", "safe_extract"]
+__all__ = [
+    "ArchiveFile",
+    "ReadFiles",
+    "UnsafeArchiveError",
+    "extract_to",
+    "pack",
+    "read_files",
+    "safe_extract",
+]
 
 StrPath = str | os.PathLike[str]
 Parts = tuple[str, ...]
@@ -565,3 +573,68 @@ def _file_mode(info: tarfile.TarInfo) -> int:
 
 def _dir_mode(info: tarfile.TarInfo) -> int:
     return (info.mode & 0o755) | 0o700
+
+
+# ------------------------------------------------------------------------------ read in memory
+
+
+@dataclass(frozen=True)
+class ArchiveFile:
+    """A regular file read from an untrusted archive: its checked relative path and content."""
+
+    path: str
+    content: bytes
+
+
+@dataclass
+class ReadFiles:
+    """What `read_files` found: files kept, and every member left out with the reason."""
+
+    files: list[ArchiveFile] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_files(
+    data: bytes | BinaryIO,
+    *,
+    budget: int,
+    max_stream_bytes: int | None = None,
+    order: Callable[[str], tuple[int, str]] | None = None,
+) -> ReadFiles:
+    """The regular files of the untrusted tar stream `data`, read into memory; nothing is written.
+
+    Names are checked like extraction checks them (no absolute path, no `..`, no NUL); a member
+    failing that is skipped with the reason rather than failing the whole read. Symlinks, hard
+    links and special files are skipped too (a link could only name another member or a path on
+    the sandbox's side). Files are taken in `order` (a sort key on the path; archive order by
+    default) while their total size stays within `budget` bytes; the content of a file that does
+    not fit is never read. Directories are not reported.
+    """
+    found = ReadFiles()
+    with _open_archive(data, max_stream_bytes) as tar:
+        members: list[tuple[tarfile.TarInfo, str]] = []
+        for info in tar.getmembers():
+            try:
+                path = "/".join(_split_name(info.name, info.name))
+            except UnsafeArchiveError as error:
+                found.skipped.append((info.name, str(error)))
+                continue
+            if info.isdir():
+                continue
+            if not info.isreg():
+                found.skipped.append((path, "not a regular file"))
+                continue
+            members.append((info, path))
+        if order is not None:
+            members.sort(key=lambda member: order(member[1]))
+        used = 0
+        for info, path in members:
+            if used + info.size > budget:
+                reason = f"{info.size} bytes would exceed the {budget}-byte limit"
+                found.skipped.append((path, reason))
+                continue
+            stream = tar.extractfile(info)
+            content = stream.read() if stream is not None else b""
+            used += len(content)
+            found.files.append(ArchiveFile(path, content))
+    return found

@@ -275,8 +275,17 @@ def _check_policy(policy: Any) -> None:
         )
 
 
+ARTIFACT_OPTIONS = ("enable_plotting", "max_artifact_bytes")
+"""Options of `ArtifactSandboxSession` only."""
+
+
 def _reject_unknown(options: Mapping[str, Any]) -> None:
     for name in options:
+        if name in ARTIFACT_OPTIONS:
+            raise ConfigurationError(
+                f"option {name!r} belongs to ArtifactSandboxSession, which captures plots and "
+                "files; use it instead of SandboxSession"
+            )
         if name not in OPTIONS and name != "backend":
             close = difflib.get_close_matches(name, [*OPTIONS, "backend"], n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""

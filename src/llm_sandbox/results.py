@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -63,16 +64,55 @@ class ConsoleOutput:
 
 @dataclass(frozen=True)
 class PlotOutput:
-    """A figure captured from a run."""
+    """A figure captured from a run.
+
+    `format` is the file format (png, svg, jpeg, gif, webp, pdf, html); `content_base64` the file,
+    base64-encoded; `width` and `height` its size in pixels when the format says (an SVG's size
+    in CSS pixels), else None. `name` is the file's name in the artifacts directory when the
+    code wrote it there itself, None for a figure a plotting hook captured.
+    """
 
     format: str
     content_base64: str
     width: int | None = None
     height: int | None = None
+    name: str | None = None
+
+    @property
+    def content(self) -> bytes:
+        """The decoded file."""
+        return base64.b64decode(self.content_base64)
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    """A file the code wrote to the artifacts directory (`$LLM_SANDBOX_ARTIFACTS_DIR`).
+
+    `name` is its path relative to that directory (POSIX separators, never absolute or `..`).
+    """
+
+    name: str
+    mime_type: str
+    content: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.content)
 
 
 @dataclass(frozen=True)
 class ExecutionResult(ConsoleOutput):
-    """A `ConsoleOutput` plus the plots the run produced."""
+    """A `ConsoleOutput` plus what the run produced besides output.
+
+    `plots` are the figures of this run, in the order they were produced. `files` are the other
+    files the code wrote to the artifacts directory. When plots and files together exceeded the
+    session's `max_artifact_bytes`, what did not fit is left out, `artifacts_truncated` is set and
+    `dropped_artifacts` names each file left out and why. `warnings` says what kept capture from
+    working fully (a plotting library missing in the sandbox, a hook that failed).
+    """
 
     plots: list[PlotOutput] = field(default_factory=list)
+    files: list[ArtifactFile] = field(default_factory=list)
+    artifacts_truncated: bool = False
+    dropped_artifacts: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from llm_sandbox import archive
 from llm_sandbox.backends import load_backend
@@ -36,11 +36,13 @@ from llm_sandbox.exceptions import (
     SecurityViolationError,
     SessionStateError,
 )
+from llm_sandbox.language_handlers.base import CommandPlan
 from llm_sandbox.language_handlers.factory import LanguageHandlerFactory
 from llm_sandbox.output import CappedStream, OutputCallback
 from llm_sandbox.results import ConsoleOutput
 from llm_sandbox.security import Violation
 
+_Session = TypeVar("_Session", bound="SandboxSession")
 INSTALL_TIMEOUT_FLOOR = 300.0
 _POLL_FOREVER = 3600.0
 
@@ -166,7 +168,7 @@ class SandboxSession:
                 self._teardown()
                 self._state = State.EXPIRED
 
-    def __enter__(self) -> SandboxSession:
+    def __enter__(self: _Session) -> _Session:
         self.open()
         return self
 
@@ -216,9 +218,11 @@ class SandboxSession:
                 self.install(libraries)
             self._run_count += 1
             handler = self.language_handler
-            plan = handler.command_plan(code, self._run_count)
+            plan, env = self._prepare_run(
+                handler.command_plan(code, self._run_count),
+                handler.run_env(self.config.workdir),
+            )
             files = plan.files
-            env = handler.run_env(self.config.workdir)
             deadline = self._deadline(timeout)
             started = time.monotonic()
             for argv in plan.compile:
@@ -242,6 +246,12 @@ class SandboxSession:
                 result.wall_time,
             )
             return result
+
+    def _prepare_run(
+        self, plan: CommandPlan, env: dict[str, str]
+    ) -> tuple[CommandPlan, dict[str, str]]:
+        """The files, commands and environment of run `self._run_count`; subclasses add theirs."""
+        return plan, env
 
     def is_safe(self, code: str) -> tuple[bool, list[Violation]]:
         """Check `code` against the session's security policy without running it.

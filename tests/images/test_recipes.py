@@ -93,3 +93,24 @@ def test_go_never_needs_a_c_compiler_or_a_toolchain_download() -> None:
     # ...and the standard library is precompiled that way, so builds need not redo it.
     assert any("CGO_ENABLED=0" in command and "install std" in command
                for command in RECIPES["go"].rootfs_commands)  # fmt: skip
+
+
+def test_python_and_r_images_carry_the_plotting_libraries() -> None:
+    from llm_sandbox.images.recipes import PYTHON_PLOTTING_PACKAGES, R_PLOTTING_PACKAGES
+
+    assert set(PYTHON_PLOTTING_PACKAGES) <= set(RECIPES["python"].debian_packages)
+    assert set(R_PLOTTING_PACKAGES) <= set(RECIPES["r"].debian_packages)
+    assert any("matplotlib" in c for c in RECIPES["python"].online_commands)
+    assert any("r-cran-ggplot2" in c for c in RECIPES["r"].online_commands)
+
+
+def test_stand_ins_are_empty_packages_installed_before_the_recipe() -> None:
+    from llm_sandbox.images.recipes import PYTHON_STAND_INS, stand_ins
+
+    script = "\n".join(RECIPES["python"].pre_install_commands)
+    assert script == "\n".join(stand_ins(*PYTHON_STAND_INS))
+    for package in PYTHON_STAND_INS:
+        assert DEBIAN_PACKAGE.match(package)
+        assert f"Package: {package}'" in script
+        assert f'dpkg -i "$d/{package}.deb"' in script
+    assert not set(PYTHON_STAND_INS) & set(RECIPES["python"].all_debian_packages)

@@ -156,6 +156,7 @@ def recipe_hash(recipe: Recipe) -> str:
     material = {
         "rootfs": _rootfs_material(recipe),
         "base": recipe.online_base,
+        "online": recipe.online_commands,
         "env": sorted(recipe.env.items()),
         "command": DEFAULT_COMMAND,
         "user": [SANDBOX_UID, SANDBOX_GID, SANDBOX_HOME],
@@ -170,6 +171,7 @@ def _rootfs_material(recipe: Recipe) -> dict[str, object]:
         "suite": DEBIAN_SUITE,
         "packages": sorted(recipe.all_debian_packages),
         "commands": recipe.rootfs_commands,
+        "pre_install": recipe.pre_install_commands,
         "setup": SETUP_COMMANDS,
         "junk": _ROOTFS_JUNK,
         "docs": [_DOC_DIR, _DOC_KEEP],
@@ -215,7 +217,8 @@ def debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
 
 def dockerfile(recipe: Recipe) -> str:
     """The Dockerfile of the online build: the official image plus the run-time set-up."""
-    script = " \\\n    && ".join(f"{{ {command}; }}" for command in SETUP_COMMANDS)
+    commands = (*SETUP_COMMANDS, *recipe.online_commands)
+    script = " \\\n    && ".join(f"{{ {command}; }}" for command in commands)
     lines = [
         f"FROM {recipe.online_base}",
         "USER 0:0",
@@ -434,6 +437,7 @@ def _make_rootfs_tarball(recipe: Recipe, target: Path, say: Progress, mirror: st
         rootfs.mkdir()
         say(f"unpacking {base.name}")
         _run(["tar", "--numeric-owner", "-xpf", str(base), "-C", str(rootfs)], say)
+        _run_rootfs_commands(rootfs, recipe.pre_install_commands, say)
         _apt_install(rootfs, recipe.all_debian_packages, mirror, say)
         _run_rootfs_commands(rootfs, recipe.rootfs_commands, say)
         _add_sandbox_user(rootfs, say)

@@ -75,6 +75,47 @@ SETUP_COMMANDS: Final = (
 COMMON_DEBIAN_PACKAGES: Final = ("ca-certificates",)
 
 
+#: Plotting libraries of the python and r images (Debian packages, and the same from PyPI for the
+#: online python build). Python's PIL is Pillow; plotly renders to HTML (no kaleido in Debian).
+PYTHON_PLOTTING_PACKAGES: Final = (
+    "python3-matplotlib",
+    "python3-seaborn",
+    "python3-plotly",
+    "python3-pil",
+)
+PYTHON_PLOTTING_PYPI: Final = ("matplotlib", "seaborn", "plotly", "pillow")
+R_PLOTTING_PACKAGES: Final = ("r-cran-ggplot2",)
+PYTHON_STAND_INS: Final = ("python3-pythran", "python3-sympy", "unicode-data", "python3-lxml")
+
+
+def stand_ins(*packages: str) -> tuple[str, ...]:
+    """Commands installing an empty package for each name (run before the recipe's packages).
+
+    For dependencies Debian declares but a sandbox never uses, which would otherwise pull in far
+    more: seaborn needs scipy, whose package depends on the pythran compiler (g++, Boost and
+    OpenBLAS headers, about 1 GB); fonttools, needed by matplotlib, depends on sympy (120 MB),
+    unicode-data (37 MB) and lxml (with libxml2 and ICU, 50 MB) for features matplotlib does not
+    use. A program that wants one of them installs it with `install()`.
+    """
+    commands = ["d=/tmp/stand-ins", 'mkdir -p "$d"']
+    for package in packages:
+        control = (
+            f"Package: {package}",
+            "Version: 999:0+llm-sandbox",
+            "Architecture: all",
+            "Maintainer: llm-sandbox <root@localhost>",
+            "Description: empty stand-in for a dependency nothing in a sandbox uses",
+        )
+        lines = " ".join(f"'{line}'" for line in control)
+        commands += [
+            f'mkdir -p "$d/{package}/DEBIAN"',
+            f"printf '%s\\n' {lines} > \"$d/{package}/DEBIAN/control\"",
+            f'dpkg-deb --build "$d/{package}" "$d/{package}.deb" >/dev/null',
+            f'dpkg -i "$d/{package}.deb" >/dev/null',
+        ]
+    return (*commands, 'rm -rf "$d"')
+
+
 def _env(**values: str) -> MappingProxyType[str, str]:
     return MappingProxyType(dict(values))
 
@@ -88,10 +129,15 @@ class Recipe:
     online_base: str
     optional_debian_packages: tuple[str, ...] = ()
     env: MappingProxyType[str, str] = field(default_factory=_env, hash=False)
+    pre_install_commands: tuple[str, ...] = ()
+    """POSIX shell commands run as root (one ``set -eu`` script) in the offline root filesystem
+    before ``debian_packages`` are installed (e.g. a stand-in for a needless dependency)."""
     rootfs_commands: tuple[str, ...] = ()
     """POSIX shell commands run as root (one ``set -eu`` script) in the offline root filesystem
-    once its packages are installed: trims of what a sandbox never uses, and warm-ups. Official
-    images of the online build are used as they come."""
+    once its packages are installed: trims of what a sandbox never uses, and warm-ups."""
+    online_commands: tuple[str, ...] = ()
+    """POSIX shell commands run as root on top of the official image of the online build: what
+    the offline build gets from ``debian_packages`` beyond the base language (e.g. plotting)."""
 
     @property
     def image(self) -> str:
@@ -115,14 +161,18 @@ RECIPES: Final = MappingProxyType(
         for recipe in (
             Recipe(
                 language="python",
-                debian_packages=("python3", "python3-pip", "python3-venv"),
-                online_base="docker.io/library/python:3.11-slim",
-                optional_debian_packages=(
-                    "python3-matplotlib",
-                    "python3-numpy",
-                    "python3-pandas",
-                    "python3-scipy",
+                # The plotting libraries ArtifactSandboxSession captures from (numpy and pandas
+                # come with them).
+                debian_packages=(
+                    "python3",
+                    "python3-pip",
+                    "python3-venv",
+                    *PYTHON_PLOTTING_PACKAGES,
                 ),
+                online_base="docker.io/library/python:3.11-slim",
+                optional_debian_packages=("python3-scipy",),
+                pre_install_commands=stand_ins(*PYTHON_STAND_INS),
+                online_commands=("pip install --no-cache-dir " + " ".join(PYTHON_PLOTTING_PYPI),),
                 # Debian marks its interpreter "externally managed" (PEP 668); the official image
                 # does not. Let `pip install` (falling back to --user as uid 1000) work in both.
                 env=_env(PIP_BREAK_SYSTEM_PACKAGES="1", PIP_DISABLE_PIP_VERSION_CHECK="1"),
@@ -173,8 +223,13 @@ RECIPES: Final = MappingProxyType(
             ),
             Recipe(
                 language="r",
-                debian_packages=("r-base-core",),
+                debian_packages=("r-base-core", *R_PLOTTING_PACKAGES),
                 online_base="docker.io/library/r-base:latest",
+                online_commands=(
+                    "apt-get update",
+                    "apt-get install -y --no-install-recommends " + " ".join(R_PLOTTING_PACKAGES),
+                    "rm -rf /var/lib/apt/lists/*",
+                ),
                 optional_debian_packages=("r-recommended",),
             ),
         )

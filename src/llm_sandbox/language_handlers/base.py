@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from llm_sandbox.backends.base import LIBS_DIR, SUPPORT_DIR, RuntimeNeeds
 from llm_sandbox.exceptions import InvalidPackageError
 
 CODE_DIR = f"{SUPPORT_DIR}/code"
+CAPTURE_DIR = f"{SUPPORT_DIR}/capture"
+"""Where plotting hooks' support files go (see `PlotCapture`)."""
 BUILD_DIR = "/tmp/llm-sandbox-build"
 
 
@@ -43,6 +45,21 @@ class LanguageConfig:
     compile_commands: list[str] = field(default_factory=list)
     image: str | None = None
     plot_detection: object | None = None
+
+
+@dataclass(frozen=True)
+class PlotCapture:
+    """How a language's figures are captured in an `ArtifactSandboxSession`.
+
+    `files` (absolute sandbox path → content) are placed for every run and `env` is added to the
+    run's environment; together they make the language's plotting libraries save figures into
+    `$LLM_SANDBOX_PLOTS_DIR`. `probe` is an argv, run once when a session opens, that prints
+    the names of the plotting libraries the sandbox lacks (space-separated; nothing if none).
+    """
+
+    files: Mapping[str, bytes]
+    env: Mapping[str, str]
+    probe: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -126,6 +143,11 @@ class AbstractLanguageHandler:
     def run_env(self, workdir: str) -> dict[str, str]:
         """Extra environment for runs and compiles (e.g. where installed libraries live)."""
         return {}
+
+    def plot_capture(self, run_env: Mapping[str, str]) -> PlotCapture | None:
+        """How this language's plots are captured, given the run's environment; None if it has
+        no plotting hooks (files written to the artifacts directory still come back)."""
+        return None
 
     def install_env(self) -> dict[str, str]:
         """Extra environment for installs (e.g. caches kept out of the work directory)."""

@@ -5,12 +5,25 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 
 from llm_sandbox.backends.base import BAKED_LIBS_DIR, LIBS_DIR, RuntimeNeeds
 from llm_sandbox.images.builder import image_for
-from llm_sandbox.language_handlers.base import AbstractLanguageHandler, LanguageConfig
+from llm_sandbox.language_handlers.base import (
+    CAPTURE_DIR,
+    AbstractLanguageHandler,
+    LanguageConfig,
+    PlotCapture,
+)
+from llm_sandbox.language_handlers.capture import support_file
 
 DEFAULT_IMAGE = image_for("python")
+CAPTURE_PATH = f"{CAPTURE_DIR}/python"
+PLOTTING_MODULES = ("matplotlib", "seaborn", "PIL", "plotly")
+_PROBE = (
+    "import importlib.util as u, sys\n"
+    "print(' '.join(m for m in sys.argv[1:] if u.find_spec(m) is None))"
+)
 
 
 def host_python_prefix() -> str:
@@ -39,6 +52,17 @@ class PythonHandler(AbstractLanguageHandler):
     def run_env(self, workdir: str) -> dict[str, str]:
         path = f"{workdir}:{self.libs_dir}:{BAKED_LIBS_DIR}/python"
         return {"PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+
+    def plot_capture(self, run_env: Mapping[str, str]) -> PlotCapture:
+        """`usercustomize.py` hooks matplotlib, PIL and plotly. Its directory goes first on
+        PYTHONPATH (it holds nothing else), so no other `usercustomize` shadows it; it runs the
+        next one on sys.path itself."""
+        path = run_env.get("PYTHONPATH")
+        return PlotCapture(
+            files={f"{CAPTURE_PATH}/usercustomize.py": support_file("python_usercustomize.py")},
+            env={"PYTHONPATH": f"{CAPTURE_PATH}:{path}" if path else CAPTURE_PATH},
+            probe=["python3", "-c", _PROBE, *PLOTTING_MODULES],
+        )
 
     def runtime_needs(self) -> RuntimeNeeds:
         prefix = host_python_prefix()

@@ -17,16 +17,28 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from llm_sandbox.backends.base import BAKED_LIBS_DIR
 from llm_sandbox.exceptions import InvalidPackageError
 from llm_sandbox.images.builder import image_for
-from llm_sandbox.language_handlers.base import AbstractLanguageHandler, LanguageConfig
+from llm_sandbox.language_handlers.base import (
+    CAPTURE_DIR,
+    AbstractLanguageHandler,
+    LanguageConfig,
+    PlotCapture,
+)
+from llm_sandbox.language_handlers.capture import support_file
 
 DEFAULT_IMAGE = image_for("r")
 BAKED_LIBS = f"{BAKED_LIBS_DIR}/r"
 CRAN = "https://cloud.r-project.org"
+PROFILE = f"{CAPTURE_DIR}/r/profile.R"
+# Prints what plotting needs and lacks: a PNG device (cairo or X11 support) and ggplot2.
+_PROBE = (
+    'cat(c(if (!capabilities("png")) "png-device", '
+    'if (!nzchar(system.file(package = "ggplot2"))) "ggplot2"))'
+)
 
 # R's own rule for package names: letters, digits and dots, starting with a letter, not ending
 # with a dot, at least two characters.
@@ -79,6 +91,14 @@ class RHandler(AbstractLanguageHandler):
 
     def run_env(self, workdir: str) -> dict[str, str]:
         return {"R_LIBS_USER": self._libs_path()}
+
+    def plot_capture(self, run_env: Mapping[str, str]) -> PlotCapture:
+        """A user profile making Rscript's default device a numbered PNG file per page."""
+        return PlotCapture(
+            files={PROFILE: support_file("r_profile.R")},
+            env={"R_PROFILE_USER": PROFILE},
+            probe=["Rscript", "-e", _PROBE],
+        )
 
     def install_env(self) -> dict[str, str]:
         # Dependencies already installed in an earlier call are found and not fetched again.
