@@ -31,8 +31,6 @@ from typing import Any
 from llm_sandbox.backends import agent
 from llm_sandbox.backends.base import (
     BAKED_LIBS_DIR,
-    CA_ENV,
-    HOST_CA_BUNDLE,
     LIBS_DIR,
     SUPPORT_DIR,
     ExecRequest,
@@ -54,21 +52,18 @@ from llm_sandbox.exceptions import (
 logger = logging.getLogger("llm_sandbox")
 
 LABEL = "io.llm-sandbox"
-CA_BUNDLE = f"{SUPPORT_DIR}/host-ca.pem"
 SANDBOX_USER = "1000:1000"
 KEEPER_USER = "65534:65534"
 INSTALL_USER = "0:0"
 READ_SIZE = 65536
 
-_OOM_COUNT = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>&-"
 RUN_SCRIPT = f"{SUPPORT_DIR}/run.sh"
 # The libraries live on a tmpfs that a commit does not capture: copy them into the image.
 _BAKE_LIBS = (
     f"mkdir -p {BAKED_LIBS_DIR} && "
     f"if [ -d {LIBS_DIR} ]; then cp -R {LIBS_DIR}/. {BAKED_LIBS_DIR}/; fi"
 )
-STDIN_FILE = f"{SUPPORT_DIR}/stdin"
-INSTALL_TMP = f"{LIBS_DIR}/.tmp"
+INSTALL_TMP = agent.INSTALL_TMP
 
 
 @dataclass
@@ -364,34 +359,14 @@ class ContainerSandbox(TarOverExec):
         if wanted != self._network_on:
             self._engine.set_network(self._container, wanted)
             self._network_on = wanted
-        files = list(request.files.items())
-        env = dict(request.env)
-        if request.writable_libs:
-            # Installers unpack into TMPDIR; on the memory-backed /tmp a big install would
-            # exhaust the memory limit, so they use scratch space on the libraries volume.
-            env["TMPDIR"] = INSTALL_TMP
-        if request.network and os.path.isfile(HOST_CA_BUNDLE):
-            # Installers inside trust what the host trusts (e.g. a TLS-inspecting proxy's CA).
-            with open(HOST_CA_BUNDLE, "rb") as f:
-                files.append((CA_BUNDLE, f.read()))
-            env.update({name: CA_BUNDLE for name in CA_ENV})
-        stdin = request.stdin or b""
-        script = agent.run_script(
-            request.argv,
-            files=[(path, len(content)) for path, content in files],
-            stdin_size=len(stdin),
-            # root's files in the sticky support directory are not the sandbox user's to reuse
-            stdin_path=f"{STDIN_FILE}-install" if request.writable_libs else STDIN_FILE,
-            env=env,
-            cwd=request.cwd or self.spec.workdir,
-            under_agent=not request.writable_libs,
+        script, payload = agent.prepare(
+            request, self.spec.workdir, under_agent=not request.writable_libs
         )
-        payload = b"".join(content for _, content in files) + stdin
         if request.writable_libs:
             return self._install_exec(script, payload)
         nonce = agent.new_nonce()
         stream = self._agent_stream()
-        stream.send(f"{nonce} {len(script.encode())}\n".encode() + script.encode() + payload)
+        stream.send(agent.agent_message(nonce, script, payload))
         return agent.AgentRun(
             stream,
             nonce,
@@ -440,7 +415,7 @@ class ContainerSandbox(TarOverExec):
         """Installs run as root in an exec of their own: only they may write the libraries."""
         exec_id, sock, ahead = self._exec_start(
             self._container,
-            ["sh", "-c", f"mkdir -p {INSTALL_TMP} || exit 125\n{script}"],
+            ["sh", "-c", script],
             {},
             "/",
             INSTALL_USER,
@@ -498,10 +473,8 @@ class ContainerSandbox(TarOverExec):
 
     def oom_kills_increased(self) -> bool:
         """Whether the container's cgroup counted a new OOM kill since we last looked."""
-        _, out = self._internal(["sh", "-c", _OOM_COUNT])
-        lines = out.decode(errors="replace").splitlines()
-        counts = [int(line.split()[1]) for line in lines if line.startswith("oom_kill ")]
-        seen = max(counts, default=0)
+        _, out = self._internal(["sh", "-c", agent.OOM_COUNT])
+        seen = agent.oom_kill_count(out)
         increased = seen > self._oom_kills
         self._oom_kills = seen
         return increased
