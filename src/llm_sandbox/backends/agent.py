@@ -87,6 +87,7 @@ def oom_kill_count(out: bytes) -> int:
     counts = [int(line.split()[1]) for line in lines if line.startswith("oom_kill ")]
     return max(counts, default=0)
 
+
 _END = 'printf \'\\000llm-sandbox-end:%s:%d\\000\' "$nonce" "$rc"'
 
 # The agent: read a header, save the script, run it (the script ends by exec-ing the program,
@@ -158,6 +159,22 @@ def prepare(request: ExecRequest, workdir: str, *, under_agent: bool) -> tuple[s
     if request.writable_libs:
         script = f"mkdir -p {INSTALL_TMP} || exit 125\n{script}"
     return script, b"".join(content for _, content in files) + stdin
+
+
+def agent_lost(check_running: Callable[[], None]) -> SandboxRuntimeError:
+    """The error for an agent whose connection ended without the end markers.
+
+    A dying sandbox may end the stream a moment before its engine reports it stopped, so
+    `check_running` (which raises when the sandbox is gone) is given two seconds to say so.
+    """
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        check_running()
+        time.sleep(0.1)
+    return SandboxRuntimeError(
+        "the run ended the sandbox's command agent (it killed its parent or every process "
+        "of its user), so its exit status is unknown; the next command starts a new agent"
+    )
 
 
 def new_nonce() -> str:

@@ -400,16 +400,9 @@ class ContainerSandbox(TarOverExec):
 
     def _agent_lost(self) -> SandboxRuntimeError:
         """The agent's connection ended without the end markers: say why, honestly."""
-        # A dying container may end the stream a moment before the engine reports it stopped.
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            self._check_running()
-            time.sleep(0.1)
+        error = agent.agent_lost(self._check_running)
         self._drop_agent()
-        return SandboxRuntimeError(
-            "the run ended the sandbox's command agent (it killed its parent or every process "
-            "of its user), so its exit status is unknown; the next command starts a new agent"
-        )
+        return error
 
     def _install_exec(self, script: str, payload: bytes) -> Process:
         """Installs run as root in an exec of their own: only they may write the libraries."""

@@ -1,0 +1,194 @@
+"""A session pod: commands through the run agent over a websocket exec, files as tar.
+
+How a run works (the same agent as Docker and Podman, see `agent.py`):
+
+* One long-lived exec runs the agent; each command is a message on its stdin and ends with
+  nonce end-markers carrying the exit code. A new exec per run costs a websocket handshake
+  plus a runtime exec (see `bench/kubernetes.py`), so only the kill loop, the OOM probe and
+  the agent itself are execs of their own, each an argv.
+* Kubernetes runs every exec as the container's user, so the code, the agent and the
+  kill loop share a uid: pid 1 (the pod's sleeper) is immune because the kernel drops
+  SIGKILL sent to a namespace's init from inside; every other process of the uid is the run's.
+* On timeout a separate exec SIGKILLs every process but pid 1 (the agent too), so everything
+  the run started is dead before the timeout is reported; the next command starts a new agent.
+* Limits a pod spec cannot express (processes, file size, open files, CPU seconds, no core
+  dumps) are set with `ulimit` by the agent's shell before it runs anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shlex
+from collections.abc import Sequence
+from typing import Any
+
+from llm_sandbox.backends import agent
+from llm_sandbox.backends.base import ExecRequest, Process, RuntimeNeeds, run_to_completion
+from llm_sandbox.backends.container import RUN_SCRIPT
+from llm_sandbox.backends.kubernetes import manifest
+from llm_sandbox.backends.kubernetes.channel import WebSocketChannels
+from llm_sandbox.backends.kubernetes.pods import PodApi, start_timeout
+from llm_sandbox.backends.tarexec import TarOverExec
+from llm_sandbox.config import ResourceLimits, SessionConfig
+from llm_sandbox.exceptions import ConfigurationError, SandboxRuntimeError, SessionStateError
+
+logger = logging.getLogger("llm_sandbox")
+
+INTERNAL_TIMEOUT = 30.0
+
+
+def ulimits(limits: ResourceLimits) -> str:
+    """sh lowering the per-process limits (dash counts file size in 512-byte blocks).
+
+    The process limit is RLIMIT_NPROC: it counts every process of the uid on the node, which
+    is the pod's alone with our per-session uid (a manifest that sets a shared uid shares it).
+    """
+    settings = ["-c 0", f"-n {limits.open_files}"]
+    if limits.processes is not None:
+        settings.append(f"-u {limits.processes}")
+    if limits.file_size is not None:
+        settings.append(f"-f {max(1, limits.file_size // 512)}")
+    if limits.cpu_time is not None:
+        settings.append(f"-t {limits.cpu_time}")
+    return "; ".join(f"ulimit {s}" for s in settings)
+
+
+class PodSandbox(TarOverExec):
+    def __init__(self, api: PodApi, config: SessionConfig, runtime: RuntimeNeeds) -> None:
+        self._api = api
+        self._config = config
+        self._closed = False
+        self._stopped: str | None = None
+        self._agent: WebSocketChannels | None = None
+        self._oom_kills = 0
+        self.workdir = config.workdir
+        defaults = manifest.default_pod(
+            image=config.image or runtime.image,
+            workdir=config.workdir,
+            limits=config.limits,
+            environment=config.environment,
+            session_timeout=config.session_timeout,
+        )
+        self.pod = manifest.pod_manifest(config.pod_manifest, defaults)
+        container = manifest.sandbox_container(self.pod)
+        if not container.get("image"):
+            raise ConfigurationError(
+                f"no image for language {config.lang!r}; pass image= or set it in pod_manifest"
+            )
+        self.container = str(container.get("name") or "sandbox")
+        self.name = api.create(self.pod)
+        try:
+            api.wait_running(self.name, self.container, start_timeout())
+        except BaseException:
+            self._closed = True
+            api.delete(self.name)
+            raise
+        self._agent_command = (
+            f"export HOME={shlex.quote(self.workdir)} LANG=C.UTF-8; "
+            f"{ulimits(config.limits)}; {agent.AGENT_SCRIPT}"
+        )
+        logger.debug("pod %s/%s running %s", api.namespace, self.name, container["image"])
+
+    # --- exec ----------------------------------------------------------------------------------
+    def exec(self, request: ExecRequest) -> Process:
+        if self._closed:
+            raise SessionStateError("the sandbox is closed")
+        if self._stopped:
+            raise SandboxRuntimeError(self._stopped)
+        # Network is the pod's (a NetworkPolicy decides); installs and runs share it.
+        script, payload = agent.prepare(request, self.workdir, under_agent=True)
+        nonce = agent.new_nonce()
+        stream = self._agent_stream()
+        stream.send(agent.agent_message(nonce, script, payload))
+        return agent.AgentRun(
+            stream,
+            nonce,
+            on_kill=self.kill_all,
+            on_lost=self._agent_lost,
+            on_silence=self._check_running,
+            check_oom=self._oom_kills_increased,
+        )
+
+    def _exec(self, argv: Sequence[str]) -> WebSocketChannels:
+        try:
+            return WebSocketChannels(self._api.exec(self.name, self.container, argv))
+        except SandboxRuntimeError:
+            self._check_running()
+            raise
+
+    def _agent_stream(self) -> WebSocketChannels:
+        if self._agent is None or self._agent.eof:
+            self._drop_agent()
+            self._agent = self._exec(["sh", "-c", self._agent_command, RUN_SCRIPT])
+        return self._agent
+
+    def _drop_agent(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
+
+    def _internal(self, argv: Sequence[str]) -> tuple[int, bytes]:
+        """Run one of our own commands in an exec of its own; (exit code, stdout)."""
+        stream = self._exec(argv)
+        code, out, _ = run_to_completion(
+            agent.ExecProcess(stream, stream.exit_code), timeout=INTERNAL_TIMEOUT
+        )
+        return code, out
+
+    def kill_all(self) -> None:
+        """SIGKILL every process of the sandbox user but pid 1, the agent included."""
+        self._drop_agent()
+        try:
+            self._internal(["sh", "-c", agent.KILL_ALL])
+        except SandboxRuntimeError:
+            logger.warning("could not run the kill loop; the pod is no longer running")
+
+    def _oom_kills_increased(self) -> bool:
+        _, out = self._internal(["sh", "-c", agent.OOM_COUNT])
+        seen = agent.oom_kill_count(out)
+        increased = seen > self._oom_kills
+        self._oom_kills = seen
+        return increased
+
+    def _check_running(self) -> None:
+        """Raise, saying why, once the pod or its sandbox container is no longer running."""
+        pod = self._api.read(self.name)
+        status = pod.status
+        state = None
+        for container in (status.container_statuses if status else None) or []:
+            if container.name == self.container:
+                state = container.state
+        if status is not None and status.phase == "Running" and state and state.running:
+            return
+        self._drop_agent()
+        reason = (status.reason if status else None) or "stopped"
+        terminated = state.terminated if state else None
+        if terminated is not None:
+            reason = f"{terminated.reason or reason}, exit code {terminated.exit_code}"
+        self._stopped = (
+            f"the pod {self.name} is no longer running ({reason}); everything in it is gone, "
+            "so open a new session"
+        )
+        raise SandboxRuntimeError(self._stopped)
+
+    def _agent_lost(self) -> SandboxRuntimeError:
+        error = agent.agent_lost(self._check_running)
+        self._drop_agent()
+        return error
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._drop_agent()
+        with contextlib.suppress(SandboxRuntimeError):
+            self._api.delete(self.name)
+
+    def describe(self) -> dict[str, Any]:
+        """The pod as the API server stores it (for tests and `doctor`)."""
+        pod: dict[str, Any] = self._api.core.api_client.sanitize_for_serialization(
+            self._api.read(self.name)
+        )
+        return pod
