@@ -2,13 +2,25 @@
 
 A backend that exists but cannot start here is skipped on a developer machine and is a
 failure under CI (`CI=true`), where the test command must have set every engine up.
+
+The kubernetes backend runs against the Kubernetes API emulator in `tests/kube_emulator/`
+(a test double that runs pods as Docker containers), started the first time a test needs
+it. To run the same suites against a real cluster (kind, k3s, ...) instead, point
+`LLM_SANDBOX_TEST_KUBECONFIG` at its kubeconfig, with the default images loaded into it:
+
+    LLM_SANDBOX_TEST_KUBECONFIG=$HOME/.kube/config .venv/bin/python -m pytest tests/backends -k kubernetes
+
+When that file does not exist, the kubernetes tests are skipped (even under CI).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +28,57 @@ import pytest
 from llm_sandbox import SandboxSession
 from llm_sandbox.exceptions import BackendUnavailableError
 
-ALL_BACKENDS = ("local", "docker", "podman")
+ALL_BACKENDS = ("local", "docker", "podman", "kubernetes")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REAL_CLUSTER_ENV = "LLM_SANDBOX_TEST_KUBECONFIG"
+TEST_NAMESPACE = "llm-sandbox-test"
+
+_emulator: Any = None
+
+
+def real_cluster() -> bool:
+    return bool(os.environ.get(REAL_CLUSTER_ENV))
+
+
+def kube_cluster() -> str:
+    """Point KUBECONFIG at the cluster under test (starting the emulator once); its path."""
+    global _emulator
+    real = os.environ.get(REAL_CLUSTER_ENV)
+    if real:
+        if not Path(real).is_file():
+            pytest.skip(f"{REAL_CLUSTER_ENV}={real} does not exist; no real cluster to test")
+        os.environ["KUBECONFIG"] = real
+        return real
+    if _emulator is None:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from kube_emulator import KubeEmulator
+
+        try:
+            emulator = KubeEmulator().start()
+        except Exception as exc:  # no Docker engine: the emulator cannot run pods
+            raise BackendUnavailableError(f"the Kubernetes emulator needs Docker: {exc}") from exc
+        path = Path(tempfile.mkdtemp(prefix="llm-sandbox-kube-")) / "kubeconfig"
+        emulator.write_kubeconfig(path, namespace=TEST_NAMESPACE)
+        os.environ["KUBECONFIG"] = str(path)
+        _emulator = emulator
+    return os.environ["KUBECONFIG"]
+
+
+def kube_emulator() -> Any:
+    """The running emulator (None against a real cluster)."""
+    kube_cluster()
+    return _emulator
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    """The kubeconfig of the cluster under test (the emulator unless a real one is given)."""
+    return kube_cluster()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _emulator is not None:
+        _emulator.stop()
 
 
 def implemented_backends() -> list[str]:
@@ -34,6 +95,8 @@ _unavailable: dict[str, str] = {}
 def _require(backend: str) -> None:
     if backend not in _unavailable:
         try:
+            if backend == "kubernetes":
+                kube_cluster()
             with SandboxSession(lang="python", backend=backend) as session:
                 session.run("pass")
             _unavailable[backend] = ""

@@ -45,7 +45,7 @@ ENGINE_GRACE = 5.0
 def _backends() -> list[str]:
     names = [
         name
-        for name in ("local", "docker", "podman")
+        for name in ("local", "docker", "podman", "kubernetes")
         if importlib.util.find_spec(f"llm_sandbox.backends.{name}") is not None
     ]
     if "docker" in names:
@@ -81,6 +81,8 @@ def _require(name: str) -> None:
 @pytest.fixture(scope="module", params=_backends())
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
+    if name == "kubernetes":
+        request.getfixturevalue("kubeconfig")  # the emulator, or the real cluster under test
     _require(name)
     return name
 

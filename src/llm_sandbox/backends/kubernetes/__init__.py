@@ -62,7 +62,9 @@ def pod_api(config: SessionConfig) -> PodApi:
         core, context_namespace = core_api(config.client), None
     else:
         core, context_namespace = default_client()
-    return PodApi(core, config.kube_namespace or context_namespace or DEFAULT_NAMESPACE)
+    namespace = config.kube_namespace or context_namespace or DEFAULT_NAMESPACE
+    # A client we made is ours to close with the session; the user's stays open.
+    return PodApi(core, namespace, owns_client=config.client is None)
 
 
 class KubernetesBackend(Backend):

@@ -82,7 +82,7 @@ class WebSocketChannels(ChannelStream):
         try:
             ws.update(timeout=timeout)
         except Exception:  # the connection broke without a close frame
-            ws.close()
+            self.close()
         for channel, stream in ((1, STDOUT), (2, STDERR)):
             data = ws.read_channel(channel)
             if data:
@@ -103,5 +103,9 @@ class WebSocketChannels(ChannelStream):
         return exit_code_from_status(self.status)
 
     def close(self) -> None:
+        # No waiting for the server's close reply; and the client skips closing the socket
+        # when the server closed first, so it is closed here in any case.
         with contextlib.suppress(Exception):
-            self._ws.close()
+            self._ws.close(timeout=0)
+        with contextlib.suppress(Exception):
+            self._ws.sock.shutdown()

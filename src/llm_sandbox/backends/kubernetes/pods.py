@@ -108,10 +108,17 @@ def map_api_errors(action: str, host: str) -> Iterator[None]:
 class PodApi:
     """The pod endpoints one session uses, in one namespace."""
 
-    def __init__(self, core: Any, namespace: str) -> None:
+    def __init__(self, core: Any, namespace: str, *, owns_client: bool = False) -> None:
         self.core = core
         self.namespace = namespace
         self.host = str(getattr(core.api_client.configuration, "host", "?"))
+        self._owns_client = owns_client
+
+    def close(self) -> None:
+        """Release the client's connections if this session created the client."""
+        if self._owns_client:
+            with contextlib.suppress(Exception):
+                self.core.api_client.close()
 
     def errors(self, action: str) -> contextlib.AbstractContextManager[None]:
         return map_api_errors(action, self.host)

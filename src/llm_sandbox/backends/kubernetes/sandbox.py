@@ -31,7 +31,13 @@ from llm_sandbox.backends.kubernetes.channel import WebSocketChannels
 from llm_sandbox.backends.kubernetes.pods import PodApi, start_timeout
 from llm_sandbox.backends.tarexec import TarOverExec
 from llm_sandbox.config import ResourceLimits, SessionConfig
-from llm_sandbox.exceptions import ConfigurationError, SandboxRuntimeError, SessionStateError
+from llm_sandbox.exceptions import (
+    BackendUnavailableError,
+    ConfigurationError,
+    ControlUnavailableError,
+    SandboxRuntimeError,
+    SessionStateError,
+)
 
 logger = logging.getLogger("llm_sandbox")
 
@@ -39,19 +45,21 @@ INTERNAL_TIMEOUT = 30.0
 
 
 def ulimits(limits: ResourceLimits) -> str:
-    """sh lowering the per-process limits (dash counts file size in 512-byte blocks).
+    """sh lowering the per-process limits; fails (non-zero) if one cannot be set.
 
-    The process limit is RLIMIT_NPROC: it counts every process of the uid on the node, which
-    is the pod's alone with our per-session uid (a manifest that sets a shared uid shares it).
+    dash counts file size in 512-byte blocks and names the process limit -p (bash: -u). The
+    process limit is RLIMIT_NPROC: it counts every process of the uid on the node, which is
+    the pod's alone with our per-session uid (a manifest that sets a shared uid shares it).
     """
-    settings = ["-c 0", f"-n {limits.open_files}"]
+    settings = ["ulimit -c 0", f"ulimit -n {limits.open_files}"]
     if limits.processes is not None:
-        settings.append(f"-u {limits.processes}")
+        n = limits.processes
+        settings.append(f"{{ ulimit -p {n} 2>/dev/null || ulimit -u {n}; }}")
     if limits.file_size is not None:
-        settings.append(f"-f {max(1, limits.file_size // 512)}")
+        settings.append(f"ulimit -f {max(1, limits.file_size // 512)}")
     if limits.cpu_time is not None:
-        settings.append(f"-t {limits.cpu_time}")
-    return "; ".join(f"ulimit {s}" for s in settings)
+        settings.append(f"ulimit -t {limits.cpu_time}")
+    return " && ".join(settings)
 
 
 class PodSandbox(TarOverExec):
@@ -73,22 +81,39 @@ class PodSandbox(TarOverExec):
         self.pod = manifest.pod_manifest(config.pod_manifest, defaults)
         container = manifest.sandbox_container(self.pod)
         if not container.get("image"):
+            api.close()
             raise ConfigurationError(
                 f"no image for language {config.lang!r}; pass image= or set it in pod_manifest"
             )
         self.container = str(container.get("name") or "sandbox")
-        self.name = api.create(self.pod)
+        self.name = ""
         try:
+            self.name = api.create(self.pod)
             api.wait_running(self.name, self.container, start_timeout())
         except BaseException:
             self._closed = True
-            api.delete(self.name)
+            if self.name:
+                api.delete(self.name)
+            api.close()
             raise
+        limits = ulimits(config.limits)
         self._agent_command = (
-            f"export HOME={shlex.quote(self.workdir)} LANG=C.UTF-8; "
-            f"{ulimits(config.limits)}; {agent.AGENT_SCRIPT}"
+            f"export HOME={shlex.quote(self.workdir)} LANG=C.UTF-8; {limits} || exit 125; "
+            f"{agent.AGENT_SCRIPT}"
         )
+        self._check_limits(limits)
         logger.debug("pod %s/%s running %s", api.namespace, self.name, container["image"])
+
+    def _check_limits(self, limits: str) -> None:
+        """Fail closed: the session does not open if the image's shell cannot set a limit."""
+        code, _, err = run_to_completion(self._one_off(["sh", "-c", limits]), INTERNAL_TIMEOUT)
+        if code != 0:
+            self.close()
+            raise ControlUnavailableError(
+                f"the image's /bin/sh could not apply the resource limits ({limits}): "
+                f"{err.decode(errors='replace').strip()}; use an image with a POSIX sh "
+                "(dash, bash, busybox) or relax ResourceLimits"
+            )
 
     # --- exec ----------------------------------------------------------------------------------
     def exec(self, request: ExecRequest) -> Process:
@@ -113,7 +138,8 @@ class PodSandbox(TarOverExec):
     def _exec(self, argv: Sequence[str]) -> WebSocketChannels:
         try:
             return WebSocketChannels(self._api.exec(self.name, self.container, argv))
-        except SandboxRuntimeError:
+        except (SandboxRuntimeError, BackendUnavailableError):
+            # The client reports a refused upgrade (pod gone, not running) as unreachable.
             self._check_running()
             raise
 
@@ -128,12 +154,13 @@ class PodSandbox(TarOverExec):
             self._agent.close()
             self._agent = None
 
+    def _one_off(self, argv: Sequence[str]) -> Process:
+        stream = self._exec(argv)
+        return agent.ExecProcess(stream, stream.exit_code)
+
     def _internal(self, argv: Sequence[str]) -> tuple[int, bytes]:
         """Run one of our own commands in an exec of its own; (exit code, stdout)."""
-        stream = self._exec(argv)
-        code, out, _ = run_to_completion(
-            agent.ExecProcess(stream, stream.exit_code), timeout=INTERNAL_TIMEOUT
-        )
+        code, out, _ = run_to_completion(self._one_off(argv), timeout=INTERNAL_TIMEOUT)
         return code, out
 
     def kill_all(self) -> None:
@@ -183,8 +210,11 @@ class PodSandbox(TarOverExec):
             return
         self._closed = True
         self._drop_agent()
-        with contextlib.suppress(SandboxRuntimeError):
-            self._api.delete(self.name)
+        try:
+            with contextlib.suppress(SandboxRuntimeError):
+                self._api.delete(self.name)
+        finally:
+            self._api.close()
 
     def describe(self) -> dict[str, Any]:
         """The pod as the API server stores it (for tests and `doctor`)."""
