@@ -5,18 +5,21 @@ channel byte (0 stdin, 1 stdout, 2 stderr, 3 status, 4 resize). When the command
 status channel carries a `Status` object (`status: Success`, or `reason: NonZeroExitCode` with
 the code in `details.causes[reason=ExitCode].message`) and the server closes the socket.
 
-The official client's `WSClient` does the websocket work; this adapter reads it with a
-deadline, in arrival order per channel, and drops the copy of all output the client keeps for
-`read_all()` (a long-lived agent would otherwise accumulate every run's output).
+The official client's `WSClient` opens the websocket and writes stdin; this adapter reads its
+frames one at a time with a deadline, in arrival order (see `_receive`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import select
+import ssl
 import time
 from collections import deque
 from typing import Any
+
+from websocket import ABNF
 
 from llm_sandbox.backends.agent import ChannelStream
 from llm_sandbox.backends.base import STDERR, STDOUT
@@ -24,6 +27,8 @@ from llm_sandbox.exceptions import SandboxRuntimeError
 
 STDIN_CHANNEL = 0
 STATUS_CHANNEL = 3
+CHANNELS = {1: STDOUT, 2: STDERR}
+OPCODE_BINARY, OPCODE_TEXT, OPCODE_CLOSE = ABNF.OPCODE_BINARY, ABNF.OPCODE_TEXT, ABNF.OPCODE_CLOSE
 SEND_CHUNK = 1 << 20
 
 
@@ -78,21 +83,37 @@ class WebSocketChannels(ChannelStream):
         return self._chunks.popleft()
 
     def _receive(self, timeout: float) -> None:
-        ws = self._ws
+        """Read at most one message, waiting up to `timeout` for it.
+
+        Frames are read one by one from the client's websocket rather than through
+        `WSClient.update`, which concatenates everything available per channel and keeps a
+        copy of all output: quadratic and unbounded under an output flood.
+        """
+        websocket = self._ws.sock
+        raw = getattr(websocket, "sock", None)
+        if raw is None:
+            self.eof = True
+            return
+        buffered = isinstance(raw, ssl.SSLSocket) and raw.pending()
+        if not buffered and not select.select([raw], [], [], max(0.0, timeout))[0]:
+            return
         try:
-            ws.update(timeout=timeout)
+            opcode, frame = websocket.recv_data_frame(True)
         except Exception:  # the connection broke without a close frame
             self.close()
-        for channel, stream in ((1, STDOUT), (2, STDERR)):
-            data = ws.read_channel(channel)
-            if data:
-                self._chunks.append((stream, data))
-        status = ws.read_channel(STATUS_CHANNEL)
-        if status:
-            self.status = (self.status or b"") + status
-        ws.read_all()  # drop the client's copy of everything received
-        if not ws.is_open():
             self.eof = True
+            return
+        if opcode == OPCODE_CLOSE:
+            self.eof = True
+            return
+        data = frame.data if isinstance(frame.data, bytes) else frame.data.encode()
+        if opcode not in (OPCODE_BINARY, OPCODE_TEXT) or not data:
+            return
+        channel, payload = data[0], data[1:]
+        if channel == STATUS_CHANNEL:
+            self.status = (self.status or b"") + payload
+        elif channel in CHANNELS and payload:
+            self._chunks.append((CHANNELS[channel], payload))
 
     def exit_code(self) -> int:
         """After the end of the stream: the exit code from the status channel."""
