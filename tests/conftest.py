@@ -8,7 +8,7 @@ The kubernetes backend runs against the Kubernetes API emulator in `tests/kube_e
 it. To run the same suites against a real cluster (kind, k3s, ...) instead, point
 `LLM_SANDBOX_TEST_KUBECONFIG` at its kubeconfig, with the default images loaded into it:
 
-    LLM_SANDBOX_TEST_KUBECONFIG=$HOME/.kube/config .venv/bin/python -m pytest tests/backends -k kubernetes
+    LLM_SANDBOX_TEST_KUBECONFIG=~/.kube/config .venv/bin/python -m pytest tests -k kubernetes
 
 When that file does not exist, the kubernetes tests are skipped (even under CI).
 """
@@ -33,7 +33,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REAL_CLUSTER_ENV = "LLM_SANDBOX_TEST_KUBECONFIG"
 TEST_NAMESPACE = "llm-sandbox-test"
 
-_emulator: Any = None
+_emulator: list[Any] = []  # the running emulator, once started
 
 
 def real_cluster() -> bool:
@@ -42,14 +42,13 @@ def real_cluster() -> bool:
 
 def kube_cluster() -> str:
     """Point KUBECONFIG at the cluster under test (starting the emulator once); its path."""
-    global _emulator
     real = os.environ.get(REAL_CLUSTER_ENV)
     if real:
         if not Path(real).is_file():
             pytest.skip(f"{REAL_CLUSTER_ENV}={real} does not exist; no real cluster to test")
         os.environ["KUBECONFIG"] = real
         return real
-    if _emulator is None:
+    if not _emulator:
         sys.path.insert(0, str(Path(__file__).parent))
         from kube_emulator import KubeEmulator
 
@@ -60,14 +59,14 @@ def kube_cluster() -> str:
         path = Path(tempfile.mkdtemp(prefix="llm-sandbox-kube-")) / "kubeconfig"
         emulator.write_kubeconfig(path, namespace=TEST_NAMESPACE)
         os.environ["KUBECONFIG"] = str(path)
-        _emulator = emulator
+        _emulator.append(emulator)
     return os.environ["KUBECONFIG"]
 
 
 def kube_emulator() -> Any:
     """The running emulator (None against a real cluster)."""
     kube_cluster()
-    return _emulator
+    return _emulator[0] if _emulator else None
 
 
 @pytest.fixture(scope="session")
@@ -77,8 +76,8 @@ def kubeconfig() -> str:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _emulator is not None:
-        _emulator.stop()
+    for emulator in _emulator:
+        emulator.stop()
 
 
 def implemented_backends() -> list[str]:

@@ -8,16 +8,23 @@ context's, else `default`. See `manifest.py` for the pod, `sandbox.py` for how r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes.client
 import kubernetes.config
+from kubernetes.client.exceptions import ApiException
 
 from llm_sandbox.backends.base import Backend, RuntimeNeeds, Sandbox
+from llm_sandbox.backends.kubernetes import manifest
 from llm_sandbox.backends.kubernetes.pods import PodApi
 from llm_sandbox.backends.kubernetes.sandbox import PodSandbox
 from llm_sandbox.config import SessionConfig
-from llm_sandbox.exceptions import BackendUnavailableError, ConfigurationError
+from llm_sandbox.exceptions import (
+    BackendUnavailableError,
+    ConfigurationError,
+    SandboxRuntimeError,
+)
 
 DEFAULT_NAMESPACE = "default"
 _kube_config: Any = kubernetes.config  # typed package, but these loaders are unannotated
@@ -65,6 +72,41 @@ def pod_api(config: SessionConfig) -> PodApi:
     namespace = config.kube_namespace or context_namespace or DEFAULT_NAMESPACE
     # A client we made is ours to close with the session; the user's stays open.
     return PodApi(core, namespace, owns_client=config.client is None)
+
+
+def gc_pods(all_: bool, alive: Callable[[str], bool]) -> list[str]:
+    """Delete orphaned session pods (see `llm_sandbox.gc`); a line per pod deleted.
+
+    Looks in every namespace when the credentials allow, else in the context's namespace.
+    Without a kubeconfig there is nothing to clean.
+    """
+    try:
+        core, context_namespace = default_client()
+    except BackendUnavailableError:
+        return []
+    api = PodApi(core, context_namespace or DEFAULT_NAMESPACE, owns_client=True)
+    removed: list[str] = []
+    try:
+        with api.errors("listing session pods"):
+            try:
+                pods = core.list_pod_for_all_namespaces(label_selector=f"{manifest.LABEL}=1").items
+            except ApiException as exc:
+                if exc.status != 403:
+                    raise
+                pods = core.list_namespaced_pod(
+                    api.namespace, label_selector=f"{manifest.LABEL}=1"
+                ).items
+        for pod in pods:
+            if all_ or manifest.orphaned(
+                pod.metadata, pod.status.phase if pod.status else None, alive
+            ):
+                PodApi(core, pod.metadata.namespace).delete(pod.metadata.name, wait=10.0)
+                removed.append(f"kubernetes pod {pod.metadata.namespace}/{pod.metadata.name}")
+    except (BackendUnavailableError, SandboxRuntimeError):
+        return removed  # an unreachable cluster has nothing we can clean now
+    finally:
+        api.close()
+    return removed
 
 
 class KubernetesBackend(Backend):

@@ -16,6 +16,9 @@ Defaults (each one a field a cluster enforces, not a convention):
 * `restartPolicy: Never`, `activeDeadlineSeconds` from `session_timeout` (the cluster ends a
   session pod that outlives its session even if this process died), labels identifying our
   pods and their owner (for `llm-sandbox gc`), optionally a `runtimeClassName` (gVisor, Kata);
+* network: a pod spec cannot switch the pod network off; pods of sessions without network
+  carry the label `io.llm-sandbox.network=none` for a deny-all NetworkPolicy to select (the
+  cluster's CNI enforces it; see the README);
 * pid 1 sleeps forever ignoring SIGCHLD (so the kernel reaps orphaned processes: no zombies)
   and the signals the code could send it (the kernel already drops SIGKILL sent to a
   namespace's init from inside).
@@ -30,7 +33,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from llm_sandbox.backends.base import SUPPORT_DIR
@@ -39,6 +42,8 @@ from llm_sandbox.config import MiB, ResourceLimits
 LABEL = "io.llm-sandbox"
 PID_LABEL = f"{LABEL}.pid"
 HOST_LABEL = f"{LABEL}.host"
+NETWORK_LABEL = f"{LABEL}.network"
+"""`none` unless the session asked for network: what a NetworkPolicy selects to cut pods off."""
 EXPIRES_ANNOTATION = f"{LABEL}/expires"
 UID_RANGE = (100_000, 1_100_000)
 DEFAULT_CPU_LIMIT = "1"
@@ -130,6 +135,7 @@ def default_pod(
     limits: ResourceLimits,
     environment: Mapping[str, str],
     session_timeout: float | None,
+    network: bool = False,
     runtime_class: str | None = None,
 ) -> dict[str, Any]:
     """Our hardened pod for one session (before the user's manifest is laid over it)."""
@@ -171,7 +177,7 @@ def default_pod(
         container["env"] = [{"name": k, "value": v} for k, v in sorted(environment.items())]
     metadata: dict[str, Any] = {
         "name": f"llm-sandbox-{uuid.uuid4().hex[:12]}",
-        "labels": owner_labels(),
+        "labels": {**owner_labels(), NETWORK_LABEL: "on" if network else "none"},
     }
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -212,6 +218,23 @@ def pod_manifest(user: Mapping[str, Any] | None, defaults: dict[str, Any]) -> di
     if user and "generateName" in (user.get("metadata") or {}) and "name" not in user["metadata"]:
         metadata.pop("name", None)  # the user asked the API server to choose the name
     return pod
+
+
+def orphaned(metadata: Any, phase: str | None, alive: Callable[[str], bool]) -> bool:
+    """Whether a session pod has outlived its session (for `llm-sandbox gc`).
+
+    Its creator was a process of this host that is gone, its session's expiry has passed,
+    or it is no longer running (restartPolicy Never: it never will again).
+    """
+    labels = metadata.labels or {}
+    annotations = metadata.annotations or {}
+    if phase in ("Succeeded", "Failed"):
+        return True
+    expires = annotations.get(EXPIRES_ANNOTATION, "")
+    if expires.isdigit() and int(expires) < time.time():
+        return True
+    here = labels.get(HOST_LABEL) == label_value(socket.gethostname())
+    return here and not alive(labels.get(PID_LABEL, ""))
 
 
 def sandbox_container(pod: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shlex
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,6 +63,19 @@ def ulimits(limits: ResourceLimits) -> str:
     return " && ".join(settings)
 
 
+_network_warned = threading.Event()
+
+
+def _warn_network_once() -> None:
+    if not _network_warned.is_set():
+        _network_warned.set()
+        logger.warning(
+            "kubernetes backend: the pod network is cut only by a NetworkPolicy selecting "
+            "pods labelled %s=none (enforced by the cluster's CNI, not by llm-sandbox)",
+            manifest.NETWORK_LABEL,
+        )
+
+
 class PodSandbox(TarOverExec):
     def __init__(self, api: PodApi, config: SessionConfig, runtime: RuntimeNeeds) -> None:
         self._api = api
@@ -77,6 +91,7 @@ class PodSandbox(TarOverExec):
             limits=config.limits,
             environment=config.environment,
             session_timeout=config.session_timeout,
+            network=config.network,
         )
         self.pod = manifest.pod_manifest(config.pod_manifest, defaults)
         container = manifest.sandbox_container(self.pod)
@@ -103,6 +118,7 @@ class PodSandbox(TarOverExec):
         )
         self._check_limits(limits)
         logger.debug("pod %s/%s running %s", api.namespace, self.name, container["image"])
+        _warn_network_once()
 
     def _check_limits(self, limits: str) -> None:
         """Fail closed: the session does not open if the image's shell cannot set a limit."""
