@@ -8,6 +8,7 @@ context's, else `default`. See `manifest.py` for the pod, `sandbox.py` for how r
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -32,8 +33,10 @@ _kube_config: Any = kubernetes.config  # typed package, but these loaders are un
 
 def default_client() -> tuple[Any, str | None]:
     """(CoreV1Api, the kubeconfig context's namespace) loaded the standard way."""
+    # The client reads KUBECONFIG once, when imported; the variable may have changed since.
+    config_file = os.environ.get("KUBECONFIG") or None
     try:
-        api_client = _kube_config.new_client_from_config()
+        api_client = _kube_config.new_client_from_config(config_file=config_file)
     except kubernetes.config.ConfigException as kube_exc:
         try:
             _kube_config.load_incluster_config()
@@ -45,7 +48,7 @@ def default_client() -> tuple[Any, str | None]:
         return kubernetes.client.CoreV1Api(), None
     namespace = None
     try:
-        _, active = _kube_config.list_kube_config_contexts()
+        _, active = _kube_config.list_kube_config_contexts(config_file=config_file)
         namespace = (active or {}).get("context", {}).get("namespace")
     except kubernetes.config.ConfigException:
         pass

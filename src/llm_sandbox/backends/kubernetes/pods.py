@@ -84,7 +84,8 @@ def map_api_errors(action: str, host: str) -> Iterator[None]:
                 f"{action}: cannot reach the Kubernetes API at {host} ({message}); check "
                 "KUBECONFIG or pass client=CoreV1Api(...)"
             ) from exc
-        if exc.status in (401, 403) and "quota" not in message:
+        # RBAC says "User ... cannot create resource"; quotas and admission refuse otherwise.
+        if exc.status == 401 or (exc.status == 403 and " cannot " in message):
             raise BackendUnavailableError(
                 f"{action}: the Kubernetes API refused our credentials ({exc.status}: {message});"
                 " grant the service account create/get/list/delete on pods and create on pods/exec"
@@ -144,10 +145,11 @@ class PodApi:
                     f"namespace {self.namespace!r} does not exist ({message}); create it or "
                     "pass kube_namespace="
                 ) from exc
-            if status == 403:  # a quota refused the pod
+            if status == 403:  # a quota or an admission controller refused the pod
                 raise PodStartError(
-                    f"the cluster refused pod {wanted}: {message}; lower the limits "
-                    "(ResourceLimits / pod_manifest resources) or raise the namespace quota",
+                    f"the cluster refused pod {wanted}: {message}; for a quota lower the "
+                    "limits (ResourceLimits, pod_manifest resources) or raise the namespace's "
+                    "quota; for a policy, change the pod_manifest field it names",
                     pod=wanted,
                     reason="Forbidden",
                 ) from exc
