@@ -868,6 +868,13 @@ def test_disk_fill_is_contained(make_session: SessionFactory) -> None:
     assert_session_works(session)
 
 
+KUBE_NO_INODE_LIMIT = pytest.mark.xfail(
+    reason="Kubernetes has no per-volume inode limit: the flood's files live on a memory-backed "
+    "emptyDir charged to the pod's memory limit, so the run ends in a contained OOM kill but the "
+    "files keep the memory and the next run is OOM-killed too (open a new session)",
+    strict=True,
+)
+
 INODE_FLOOD = r"""
 import os
 os.makedirs("/sandbox/many", exist_ok=True)
@@ -888,15 +895,7 @@ def test_inode_flood_is_contained(
     runs code again. (A 128 MiB memory limit only makes the local run end sooner.)
     """
     if backend == "kubernetes":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="Kubernetes has no per-volume inode limit: the flood's files live on a "
-                "memory-backed emptyDir charged to the pod's memory limit, so the run ends in "
-                "a contained OOM kill but the files keep the memory and the next run is "
-                "OOM-killed too (open a new session)",
-                strict=True,
-            )
-        )
+        request.applymarker(KUBE_NO_INODE_LIMIT)
     if backend == "podman":
         request.applymarker(
             pytest.mark.xfail(
@@ -949,15 +948,7 @@ def test_inode_flood_across_runs_stays_within_session_limits(
     exact; the host's MemAvailable, shown in the message, is too noisy to assert on.)
     """
     if backend == "kubernetes":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="Kubernetes has no per-volume inode limit: the flood's files live on a "
-                "memory-backed emptyDir charged to the pod's memory limit, so the run ends in "
-                "a contained OOM kill but the files keep the memory and the next run is "
-                "OOM-killed too (open a new session)",
-                strict=True,
-            )
-        )
+        request.applymarker(KUBE_NO_INODE_LIMIT)
     if backend == "podman":
         request.applymarker(
             pytest.mark.xfail(

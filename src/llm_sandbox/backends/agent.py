@@ -26,6 +26,7 @@ zero bytes, big-endian length); Kubernetes as websocket channel messages (see
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import selectors
@@ -48,6 +49,8 @@ from llm_sandbox.backends.base import (
     Process,
 )
 from llm_sandbox.exceptions import SandboxRuntimeError
+
+logger = logging.getLogger("llm_sandbox")
 
 READ_SIZE = 65536
 LIVENESS_INTERVAL = 2.0
@@ -408,3 +411,70 @@ class AgentRun(Process):
 
     def kill(self) -> None:
         self._on_kill()
+
+
+class AgentHost(ABC):
+    """The agent side of a sandbox: starts runs on the agent, kills, counts OOM kills.
+
+    A sandbox supplies how to open the agent's exec, how to run one command of its own to
+    completion, and how to tell whether it is still running.
+    """
+
+    _agent: ChannelStream | None = None
+    _oom_kills = 0
+
+    @abstractmethod
+    def _open_agent(self) -> ChannelStream:
+        """Start the agent (`AGENT_SCRIPT`) in an exec of its own."""
+
+    @abstractmethod
+    def _internal(self, argv: Sequence[str]) -> tuple[int, bytes]:
+        """Run one of our own commands in an exec of its own; (exit code, stdout)."""
+
+    @abstractmethod
+    def _check_running(self) -> None:
+        """Raise SandboxRuntimeError, saying why, once the sandbox is no longer running."""
+
+    def start_run(self, script: str, payload: bytes) -> AgentRun:
+        if self._agent is None or self._agent.eof:
+            self._drop_agent()
+            self._agent = self._open_agent()
+        nonce = new_nonce()
+        self._agent.send(agent_message(nonce, script, payload))
+        return AgentRun(
+            self._agent,
+            nonce,
+            on_kill=self.kill_all,
+            on_lost=self._agent_lost,
+            on_silence=self._check_running,
+            check_oom=self.oom_kills_increased,
+        )
+
+    def _drop_agent(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
+
+    def _agent_lost(self) -> SandboxRuntimeError:
+        """The agent's connection ended without the end markers: say why, honestly."""
+        error = agent_lost(self._check_running)
+        self._drop_agent()
+        return error
+
+    def kill_all(self) -> None:
+        """SIGKILL every process of the sandbox user, the agent too (never pid 1)."""
+        self._drop_agent()
+        try:
+            self._internal(["sh", "-c", KILL_ALL])
+        except SandboxRuntimeError:
+            # The sandbox itself is gone (e.g. gVisor ends the whole sandbox when the memory
+            # limit is hit): nothing of the run can be alive, and later calls say so.
+            logger.warning("could not run the kill loop; the sandbox is no longer running")
+
+    def oom_kills_increased(self) -> bool:
+        """Whether the sandbox's cgroup counted a new OOM kill since we last looked."""
+        _, out = self._internal(["sh", "-c", OOM_COUNT])
+        seen = oom_kill_count(out)
+        increased = seen > self._oom_kills
+        self._oom_kills = seen
+        return increased

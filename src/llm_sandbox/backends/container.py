@@ -320,7 +320,7 @@ class UnixHttp:
         return sock, rest
 
 
-class ContainerSandbox(TarOverExec):
+class ContainerSandbox(TarOverExec, agent.AgentHost):
     def __init__(self, engine: Engine, config: SessionConfig, runtime: RuntimeNeeds) -> None:
         self._engine = engine
         self._config = config
@@ -328,8 +328,6 @@ class ContainerSandbox(TarOverExec):
         self._stopped: str | None = None
         """Why the container is gone, once it stopped under us (it is still removed at close)."""
         self._network_on = False
-        self._oom_kills = 0
-        self._agent: agent.FrameStream | None = None
         self.image, self._built = resolve_image(engine, config, runtime.image)
         self._libs_volume = f"llm-sandbox-libs-{uuid.uuid4().hex[:12]}"
         self.spec = build_spec(config, self.image, self._libs_volume)
@@ -364,17 +362,7 @@ class ContainerSandbox(TarOverExec):
         )
         if request.writable_libs:
             return self._install_exec(script, payload)
-        nonce = agent.new_nonce()
-        stream = self._agent_stream()
-        stream.send(agent.agent_message(nonce, script, payload))
-        return agent.AgentRun(
-            stream,
-            nonce,
-            on_kill=self.kill_all,
-            on_lost=self._agent_lost,
-            on_silence=self._check_running,
-            check_oom=self.oom_kills_increased,
-        )
+        return self.start_run(script, payload)
 
     def _exec_start(
         self, container: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, user: str
@@ -397,12 +385,6 @@ class ContainerSandbox(TarOverExec):
             "everything in it is gone, so open a new session"
         )
         raise SandboxRuntimeError(self._stopped)
-
-    def _agent_lost(self) -> SandboxRuntimeError:
-        """The agent's connection ended without the end markers: say why, honestly."""
-        error = agent.agent_lost(self._check_running)
-        self._drop_agent()
-        return error
 
     def _install_exec(self, script: str, payload: bytes) -> Process:
         """Installs run as root in an exec of their own: only they may write the libraries."""
@@ -427,21 +409,13 @@ class ContainerSandbox(TarOverExec):
 
         return agent.ExecProcess(stream, finish, on_kill=kill)
 
-    def _agent_stream(self) -> agent.FrameStream:
-        if self._agent is None or self._agent.eof:
-            self._drop_agent()
-            base_env = {"HOME": self.spec.workdir, "LANG": "C.UTF-8"}
-            argv = ["sh", "-c", agent.AGENT_SCRIPT, RUN_SCRIPT]
-            _, sock, ahead = self._exec_start(
-                self._container, argv, base_env, self.spec.workdir, self.spec.user
-            )
-            self._agent = agent.FrameStream(sock, ahead)
-        return self._agent
-
-    def _drop_agent(self) -> None:
-        if self._agent is not None:
-            self._agent.close()
-            self._agent = None
+    def _open_agent(self) -> agent.ChannelStream:
+        base_env = {"HOME": self.spec.workdir, "LANG": "C.UTF-8"}
+        argv = ["sh", "-c", agent.AGENT_SCRIPT, RUN_SCRIPT]
+        _, sock, ahead = self._exec_start(
+            self._container, argv, base_env, self.spec.workdir, self.spec.user
+        )
+        return agent.FrameStream(sock, ahead)
 
     def _internal(self, argv: Sequence[str], user: str | None = None) -> tuple[int, bytes]:
         """Run one of our own commands in a separate exec to completion; (exit code, stdout)."""
@@ -453,24 +427,6 @@ class ContainerSandbox(TarOverExec):
         )
         code, out, _ = run_to_completion(process, timeout=30.0)
         return code, out
-
-    def kill_all(self) -> None:
-        """SIGKILL every process of the sandbox user, the agent too (pid 1 is root)."""
-        self._drop_agent()
-        try:
-            self._internal(["sh", "-c", agent.KILL_ALL])
-        except SandboxRuntimeError:
-            # The container itself is gone (e.g. gVisor ends the whole sandbox when the memory
-            # limit is hit): nothing of the run can be alive, and later calls say so.
-            logger.warning("could not run the kill loop; the container is no longer running")
-
-    def oom_kills_increased(self) -> bool:
-        """Whether the container's cgroup counted a new OOM kill since we last looked."""
-        _, out = self._internal(["sh", "-c", agent.OOM_COUNT])
-        seen = agent.oom_kill_count(out)
-        increased = seen > self._oom_kills
-        self._oom_kills = seen
-        return increased
 
     def commit(self) -> str:
         """Save the container as a new image, with installed libraries baked in."""

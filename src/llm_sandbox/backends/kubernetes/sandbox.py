@@ -76,14 +76,12 @@ def _warn_network_once() -> None:
         )
 
 
-class PodSandbox(TarOverExec):
+class PodSandbox(TarOverExec, agent.AgentHost):
     def __init__(self, api: PodApi, config: SessionConfig, runtime: RuntimeNeeds) -> None:
         self._api = api
         self._config = config
         self._closed = False
         self._stopped: str | None = None
-        self._agent: WebSocketChannels | None = None
-        self._oom_kills = 0
         self.workdir = config.workdir
         defaults = manifest.default_pod(
             image=config.image or runtime.image,
@@ -139,17 +137,7 @@ class PodSandbox(TarOverExec):
             raise SandboxRuntimeError(self._stopped)
         # Network is the pod's (a NetworkPolicy decides); installs and runs share it.
         script, payload = agent.prepare(request, self.workdir, under_agent=True)
-        nonce = agent.new_nonce()
-        stream = self._agent_stream()
-        stream.send(agent.agent_message(nonce, script, payload))
-        return agent.AgentRun(
-            stream,
-            nonce,
-            on_kill=self.kill_all,
-            on_lost=self._agent_lost,
-            on_silence=self._check_running,
-            check_oom=self._oom_kills_increased,
-        )
+        return self.start_run(script, payload)
 
     def _exec(self, argv: Sequence[str]) -> WebSocketChannels:
         try:
@@ -159,16 +147,8 @@ class PodSandbox(TarOverExec):
             self._check_running()
             raise
 
-    def _agent_stream(self) -> WebSocketChannels:
-        if self._agent is None or self._agent.eof:
-            self._drop_agent()
-            self._agent = self._exec(["sh", "-c", self._agent_command, RUN_SCRIPT])
-        return self._agent
-
-    def _drop_agent(self) -> None:
-        if self._agent is not None:
-            self._agent.close()
-            self._agent = None
+    def _open_agent(self) -> agent.ChannelStream:
+        return self._exec(["sh", "-c", self._agent_command, RUN_SCRIPT])
 
     def _one_off(self, argv: Sequence[str]) -> Process:
         stream = self._exec(argv)
@@ -178,21 +158,6 @@ class PodSandbox(TarOverExec):
         """Run one of our own commands in an exec of its own; (exit code, stdout)."""
         code, out, _ = run_to_completion(self._one_off(argv), timeout=INTERNAL_TIMEOUT)
         return code, out
-
-    def kill_all(self) -> None:
-        """SIGKILL every process of the sandbox user but pid 1, the agent included."""
-        self._drop_agent()
-        try:
-            self._internal(["sh", "-c", agent.KILL_ALL])
-        except SandboxRuntimeError:
-            logger.warning("could not run the kill loop; the pod is no longer running")
-
-    def _oom_kills_increased(self) -> bool:
-        _, out = self._internal(["sh", "-c", agent.OOM_COUNT])
-        seen = agent.oom_kill_count(out)
-        increased = seen > self._oom_kills
-        self._oom_kills = seen
-        return increased
 
     def _check_running(self) -> None:
         """Raise, saying why, once the pod or its sandbox container is no longer running."""
@@ -214,11 +179,6 @@ class PodSandbox(TarOverExec):
             "so open a new session"
         )
         raise SandboxRuntimeError(self._stopped)
-
-    def _agent_lost(self) -> SandboxRuntimeError:
-        error = agent.agent_lost(self._check_running)
-        self._drop_agent()
-        return error
 
     # --- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
