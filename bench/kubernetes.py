@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     emulator = KubeEmulator().start()
-    config = Path(tempfile.mkdtemp(prefix="llm-sandbox-bench-")) / "kubeconfig"
+    config = Path(tempfile.mkdtemp(prefix="kube-emulator-bench-")) / "kubeconfig"
     os.environ["KUBECONFIG"] = str(emulator.write_kubeconfig(config))
     samples: dict[str, list[float]] = {
         "kubernetes.one_shot": [],

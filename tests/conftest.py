@@ -56,7 +56,7 @@ def kube_cluster() -> str:
             emulator = KubeEmulator().start()
         except Exception as exc:  # no Docker engine: the emulator cannot run pods
             raise BackendUnavailableError(f"the Kubernetes emulator needs Docker: {exc}") from exc
-        path = Path(tempfile.mkdtemp(prefix="llm-sandbox-kube-")) / "kubeconfig"
+        path = Path(tempfile.mkdtemp(prefix="kube-emulator-")) / "kubeconfig"
         emulator.write_kubeconfig(path, namespace=TEST_NAMESPACE)
         os.environ["KUBECONFIG"] = str(path)
         _emulator.append(emulator)

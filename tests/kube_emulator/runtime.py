@@ -6,8 +6,8 @@ capabilities (drop/add), allowPrivilegeEscalation (no-new-privileges), seccompPr
 (RuntimeDefault = the engine's default profile, Unconfined), emptyDir volumes (tmpfs of their
 sizeLimit, mode 0777 like a kubelet's emptyDir), resources.limits cpu/memory, a node-wide
 process limit per pod (like the kubelet's podPidsLimit), runtimeClassName `gvisor`/`runsc`
-(Docker's runsc runtime), and labels. Pods get Docker's bridge network (like a pod network
-without NetworkPolicy).
+(Docker's runsc runtime), and labels (renamed, see `run`). Pods get Docker's bridge network
+(like a pod network without NetworkPolicy).
 """
 
 from __future__ import annotations
@@ -68,6 +68,26 @@ def requests(pod: Mapping[str, Any]) -> tuple[float, float]:
     return cpu, memory
 
 
+def _security_options(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Docker options for a securityContext's capabilities, privilege escalation, seccomp."""
+    options: dict[str, Any] = {}
+    capabilities = context.get("capabilities") or {}
+    if capabilities.get("drop"):
+        options["cap_drop"] = list(capabilities["drop"])
+    if capabilities.get("add"):
+        options["cap_add"] = list(capabilities["add"])
+    security_opt = []
+    if context.get("allowPrivilegeEscalation") is False:
+        security_opt.append("no-new-privileges:true")
+    seccomp = (context.get("seccompProfile") or {}).get("type")
+    if seccomp == "Unconfined":
+        security_opt.append("seccomp=unconfined")
+    elif seccomp not in (None, "RuntimeDefault"):
+        raise PodRejected(f"the emulator does not support seccompProfile {seccomp}")
+    options["security_opt"] = security_opt
+    return options
+
+
 class DockerKubelet:
     def __init__(self, instance: str) -> None:
         self.instance = instance
@@ -98,13 +118,16 @@ class DockerKubelet:
             uid == 0 or (uid is None and image_user in ("", "0", "root"))
         ):
             raise PodRejected("container has runAsNonRoot and image will run as root")
+        pod_labels = pod["metadata"].get("labels") or {}
         user = None
         if uid is not None:
             user = f"{uid}:{gid if gid is not None else 0}"
         options: dict[str, Any] = {
             "name": f"kube-emulator-{namespace}-{pod['metadata']['name']}",
+            # The pod's labels, renamed: under their own names llm-sandbox's Docker gc would
+            # take the pod's container for one of its own.
             "labels": {
-                **(pod["metadata"].get("labels") or {}),
+                **{f"{EMULATOR_LABEL}.pod/{k}": v for k, v in pod_labels.items()},
                 EMULATOR_LABEL: self.instance,
             },
             "detach": True,
@@ -124,20 +147,7 @@ class DockerKubelet:
             options["command"] = list(container["args"])
         if container.get("workingDir"):
             options["working_dir"] = container["workingDir"]
-        capabilities = context.get("capabilities") or {}
-        if capabilities.get("drop"):
-            options["cap_drop"] = list(capabilities["drop"])
-        if capabilities.get("add"):
-            options["cap_add"] = list(capabilities["add"])
-        security_opt = []
-        if context.get("allowPrivilegeEscalation") is False:
-            security_opt.append("no-new-privileges:true")
-        seccomp = (context.get("seccompProfile") or {}).get("type")
-        if seccomp == "Unconfined":
-            security_opt.append("seccomp=unconfined")
-        elif seccomp not in (None, "RuntimeDefault"):
-            raise PodRejected(f"the emulator does not support seccompProfile {seccomp}")
-        options["security_opt"] = security_opt
+        options.update(_security_options(context))
         # A kubelet's emptyDir is world-writable (0777) and group-owned by fsGroup. Docker
         # keeps the mode of an image directory the tmpfs covers, so ownership does the job.
         owner = (uid, context.get("fsGroup", gid))
