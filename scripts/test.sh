@@ -6,7 +6,7 @@
 # when no registry is reachable; about 4 minutes from scratch, seconds once built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="[dev,docker,podman]" bash scripts/bootstrap.sh
+EXTRAS="[dev,docker,podman,kubernetes]" bash scripts/bootstrap.sh
 
 apt_install() {
   echo "==> apt-get install $*"

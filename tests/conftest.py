@@ -5,13 +5,25 @@ failure under CI (`CI=true`), where the test command must have set every engine 
 
 A test module that sets `ALSO_GVISOR = True` runs over one more variant, "docker+runsc": the
 Docker backend with gVisor as the container runtime.
+
+The kubernetes backend runs against the Kubernetes API emulator in `tests/kube_emulator/`
+(a test double that runs pods as Docker containers), started the first time a test needs
+it. To run the same suites against a real cluster (kind, k3s, ...) instead, point
+`LLM_SANDBOX_TEST_KUBECONFIG` at its kubeconfig, with the default images loaded into it:
+
+    LLM_SANDBOX_TEST_KUBECONFIG=~/.kube/config .venv/bin/python -m pytest tests -k kubernetes
+
+When that file does not exist, the kubernetes tests are skipped (even under CI).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +31,57 @@ import pytest
 from llm_sandbox import SandboxSession
 from llm_sandbox.exceptions import BackendUnavailableError
 
-ALL_BACKENDS = ("local", "docker", "podman")
+ALL_BACKENDS = ("local", "docker", "podman", "kubernetes")
 GVISOR = "docker+runsc"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REAL_CLUSTER_ENV = "LLM_SANDBOX_TEST_KUBECONFIG"
+TEST_NAMESPACE = "llm-sandbox-test"
+
+_emulator: list[Any] = []  # the running emulator, once started
+
+
+def real_cluster() -> bool:
+    return bool(os.environ.get(REAL_CLUSTER_ENV))
+
+
+def kube_cluster() -> str:
+    """Point KUBECONFIG at the cluster under test (starting the emulator once); its path."""
+    real = os.environ.get(REAL_CLUSTER_ENV)
+    if real:
+        if not Path(real).is_file():
+            pytest.skip(f"{REAL_CLUSTER_ENV}={real} does not exist; no real cluster to test")
+        os.environ["KUBECONFIG"] = real
+        return real
+    if not _emulator:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from kube_emulator import KubeEmulator
+
+        try:
+            emulator = KubeEmulator().start()
+        except Exception as exc:  # no Docker engine: the emulator cannot run pods
+            raise BackendUnavailableError(f"the Kubernetes emulator needs Docker: {exc}") from exc
+        path = Path(tempfile.mkdtemp(prefix="kube-emulator-")) / "kubeconfig"
+        emulator.write_kubeconfig(path, namespace=TEST_NAMESPACE)
+        os.environ["KUBECONFIG"] = str(path)
+        _emulator.append(emulator)
+    return os.environ["KUBECONFIG"]
+
+
+def kube_emulator() -> Any:
+    """The running emulator (None against a real cluster)."""
+    kube_cluster()
+    return _emulator[0] if _emulator else None
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    """The kubeconfig of the cluster under test (the emulator unless a real one is given)."""
+    return kube_cluster()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for emulator in _emulator:
+        emulator.stop()
 
 
 def implemented_backends() -> list[str]:
@@ -45,6 +105,8 @@ _unavailable: dict[str, str] = {}
 def _require(backend: str) -> None:
     if backend not in _unavailable:
         try:
+            if backend == "kubernetes":
+                kube_cluster()
             with SandboxSession(lang="python", **backend_options(backend)) as session:
                 session.run("pass")
             _unavailable[backend] = ""
@@ -74,7 +136,7 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
-@pytest.fixture(params=[b for b in implemented_backends() if b != "local"])
+@pytest.fixture(params=[b for b in implemented_backends() if b in ("docker", "podman")])
 def container_backend(request: pytest.FixtureRequest) -> str:
     """Only the container engines (docker, podman)."""
     name: str = request.param

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 import llm_sandbox
@@ -67,10 +70,25 @@ def test_kubernetes_options_select_kubernetes(monkeypatch: pytest.MonkeyPatch) -
     assert SessionConfig.build({"kube_namespace": "x"}).backend is SandboxBackend.KUBERNETES
 
 
-def test_unavailable_backend_fails_promptly_with_reason() -> None:
-    session = SandboxSession(backend="kubernetes")
-    with pytest.raises(BackendUnavailableError):
-        session.open()
+def test_unavailable_backend_fails_promptly_with_reason(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("kubernetes")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailableError, match="KUBECONFIG"):
+        SandboxSession(backend="kubernetes").open()
+    unreachable = tmp_path / "kubeconfig"
+    unreachable.write_text(
+        '{"apiVersion": "v1", "kind": "Config", "current-context": "c",'
+        ' "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],'
+        ' "users": [{"name": "c", "user": {}}],'
+        ' "contexts": [{"name": "c", "context": {"cluster": "c", "user": "c"}}]}'
+    )
+    monkeypatch.setenv("KUBECONFIG", str(unreachable))
+    with pytest.raises(BackendUnavailableError, match="cannot reach the Kubernetes API"):
+        SandboxSession(backend="kubernetes").open()
+    assert time.monotonic() - started < 10
 
 
 @pytest.mark.parametrize(

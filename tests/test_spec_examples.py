@@ -6,13 +6,15 @@ Deviations, each forced by this machine and not by our API:
   (the design allows "a locally built image of the same language" to stand in).
 * The example Dockerfile installs packages from the network at build time; ours builds FROM
   the same stand-in and only adds a file, so it runs offline.
-* Examples that contact remote hosts (a TCP Docker daemon, a remote Kubernetes cluster) are
-  not run: this machine may only talk to loopback.
-* Examples that need what this version does not have yet are skipped, naming it.
+* Examples that contact remote hosts (a TCP Docker daemon) are not run: this machine may only
+  talk to loopback. The Kubernetes examples run against the API emulator (tests/kube_emulator)
+  on loopback: the kubeconfig path and the cluster URL name the emulator instead of
+  `/path/to/custom/kubeconfig` and `https://k8s-cluster.example.com:6443`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -283,7 +285,8 @@ def test_podman_runtime_config() -> None:
     assert session.config.backend is SandboxBackend.PODMAN
 
 
-def test_kubernetes_pod_manifest_session_is_configured() -> None:
+@pytest.mark.usefixtures("registry_stand_ins", "kubeconfig")
+def test_kubernetes_pod_manifest_session() -> None:
     # Generate unique pod name to avoid conflicts
     unique_suffix = str(uuid.uuid4())[:8]
     pod_name = f"sandbox-{unique_suffix}"
@@ -327,6 +330,9 @@ def test_kubernetes_pod_manifest_session_is_configured() -> None:
         workdir="/tmp/sandbox",  # Use writable directory for non-root
     )
     assert session.config.workdir == "/tmp/sandbox"
+    with session:
+        result = session.run("import os; print(os.getuid(), os.getcwd())")
+    assert result.stdout == "1000 /tmp/sandbox\n", result.stderr
 
 
 # --- Custom Client Configuration ------------------------------------------------------------
@@ -531,5 +537,41 @@ plt.show()
     assert "Plot format: png\n" in capsys.readouterr().out
 
 
-@pytest.mark.skip(reason="contacts a remote Docker daemon / cluster; only loopback is allowed here")
-def test_remote_clients() -> None: ...
+@pytest.mark.skip(reason="contacts a remote Docker daemon; only loopback is allowed here")
+def test_remote_docker_clients() -> None: ...
+
+
+def test_kubernetes_remote_cluster(kubeconfig: str, tmp_path: Path) -> None:
+    from kubernetes import client, config
+
+    if os.environ.get("LLM_SANDBOX_TEST_KUBECONFIG"):
+        pytest.skip("rewrites the emulator's kubeconfig; the real cluster's is left alone")
+
+    # The emulator's kubeconfig with the example's context name stands in for the remote one.
+    custom = tmp_path / "kubeconfig"
+    custom.write_text(
+        Path(kubeconfig).read_text().replace('"kube-emulator"', '"remote-cluster-context"')
+    )
+    server = json.loads(custom.read_text())["clusters"][0]["cluster"]["server"]
+
+    # Load config from custom file or remote cluster
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(custom),
+        context="remote-cluster-context",
+    )
+
+    # Or configure for remote cluster programmatically
+    configuration = client.Configuration()
+    configuration.host = server  # the example's https://k8s-cluster.example.com:6443
+    configuration.api_key_prefix["authorization"] = "Bearer"
+    configuration.api_key["authorization"] = "your-token-here"
+    k8s_client = client.CoreV1Api(client.ApiClient(configuration))
+
+    with SandboxSession(
+        backend="kubernetes",
+        client=k8s_client,  # Use custom configured client
+        lang="python",
+        kube_namespace="custom-namespace",
+    ) as session:
+        assert session.run("print('remote')").stdout == "remote\n"
+    k8s_client.api_client.close()

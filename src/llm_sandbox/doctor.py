@@ -80,6 +80,34 @@ def _local_extras() -> dict[str, object]:
     return limits
 
 
+def _kube_extras() -> dict[str, object]:
+    """What the default session pod asks the cluster to enforce, and where it runs."""
+    from llm_sandbox.backends.kubernetes import DEFAULT_NAMESPACE, default_client, manifest
+    from llm_sandbox.config import ResourceLimits
+
+    core, namespace = default_client()
+    pod = manifest.default_pod(
+        image=None,
+        workdir="/sandbox",
+        limits=ResourceLimits(),
+        environment={},
+        session_timeout=None,
+    )
+    container = pod["spec"]["containers"][0]
+    context = container["securityContext"]
+    found: dict[str, object] = {
+        "api_server": core.api_client.configuration.host,
+        "namespace": namespace or DEFAULT_NAMESPACE,
+        "runtime_class": pod["spec"].get("runtimeClassName") or "(cluster default)",
+        "pod_seccomp": context["seccompProfile"]["type"],
+        "pod_resources": container["resources"],
+        "network_policy_label": f"{manifest.NETWORK_LABEL}=none (needs a NetworkPolicy)",
+        "process_limit_by": "rlimit (RLIMIT_NPROC, per-session uid)",
+    }
+    core.api_client.close()
+    return found
+
+
 def _summarise(raw: dict[str, object]) -> dict[str, object]:
     devices = raw.get("net_devices") or []
     assert isinstance(devices, list)
@@ -118,8 +146,9 @@ def check(
 
 def run_doctor() -> list[BackendReport]:
     reports = [check(SandboxBackend.LOCAL, _local_extras)]
-    for backend in (SandboxBackend.DOCKER, SandboxBackend.PODMAN, SandboxBackend.KUBERNETES):
+    for backend in (SandboxBackend.DOCKER, SandboxBackend.PODMAN):
         reports.append(check(backend))
+    reports.append(check(SandboxBackend.KUBERNETES, _kube_extras))
     reports.insert(2, check(SandboxBackend.DOCKER, runtime="runsc"))
     return reports
 

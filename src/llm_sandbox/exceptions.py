@@ -13,6 +13,7 @@ SandboxError
 ├── SecurityViolationError                 the code broke the session's security policy; not run
 ├── SandboxTimeoutError (TimeoutError)     a run or the session ran out of time; all killed
 ├── SandboxRuntimeError (RuntimeError)     the sandbox itself failed (not the user's program)
+│   └── PodStartError                      a Kubernetes pod did not start (reason, events)
 └── PackageInstallError                    installing libraries failed (exit code, output kept)
 ```
 
@@ -107,3 +108,13 @@ class PackageInstallError(SandboxError):
         self.exit_code = exit_code
         self.stdout = stdout
         self.stderr = stderr
+
+
+class PodStartError(SandboxRuntimeError):
+    """A session pod did not start: image pull, scheduling, quota, deadline. Deleted since."""
+
+    def __init__(self, message: str, *, pod: str, reason: str, events: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.pod = pod
+        self.reason = reason
+        self.events = list(events)

