@@ -20,14 +20,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import shlex
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 from llm_sandbox.backends import agent
 from llm_sandbox.backends.base import ExecRequest, Process, RuntimeNeeds, run_to_completion
 from llm_sandbox.backends.container import RUN_SCRIPT
-from llm_sandbox.backends.kubernetes import manifest
+from llm_sandbox.backends.kubernetes import manifest, policy
 from llm_sandbox.backends.kubernetes.channel import WebSocketChannels
 from llm_sandbox.backends.kubernetes.pods import PodApi, start_timeout
 from llm_sandbox.backends.tarexec import TarOverExec
@@ -63,19 +62,6 @@ def ulimits(limits: ResourceLimits) -> str:
     return " && ".join(settings)
 
 
-_network_warned = threading.Event()
-
-
-def _warn_network_once() -> None:
-    if not _network_warned.is_set():
-        _network_warned.set()
-        logger.warning(
-            "kubernetes backend: the pod network is cut only by a NetworkPolicy selecting "
-            "pods labelled %s=none (enforced by the cluster's CNI, not by llm-sandbox)",
-            manifest.NETWORK_LABEL,
-        )
-
-
 class PodSandbox(TarOverExec, agent.AgentHost):
     def __init__(self, api: PodApi, config: SessionConfig, runtime: RuntimeNeeds) -> None:
         self._api = api
@@ -99,8 +85,12 @@ class PodSandbox(TarOverExec, agent.AgentHost):
                 f"no image for language {config.lang!r}; pass image= or set it in pod_manifest"
             )
         self.container = str(container.get("name") or "sandbox")
+        labels = self.pod["metadata"].get("labels") or {}
+        self.network = labels.get(manifest.NETWORK_LABEL) != "none"
         self.name = ""
         try:
+            if not self.network:
+                policy.ensure(api.core, api.namespace)
             self.name = api.create(self.pod)
             api.wait_running(self.name, self.container, start_timeout())
         except BaseException:
@@ -116,7 +106,6 @@ class PodSandbox(TarOverExec, agent.AgentHost):
         )
         self._check_limits(limits)
         logger.debug("pod %s/%s running %s", api.namespace, self.name, container["image"])
-        _warn_network_once()
 
     def _check_limits(self, limits: str) -> None:
         """Fail closed: the session does not open if the image's shell cannot set a limit."""
@@ -135,7 +124,14 @@ class PodSandbox(TarOverExec, agent.AgentHost):
             raise SessionStateError("the sandbox is closed")
         if self._stopped:
             raise SandboxRuntimeError(self._stopped)
-        # Network is the pod's (a NetworkPolicy decides); installs and runs share it.
+        if request.network and not self.network:
+            # A pod's NetworkPolicy cannot be lifted for one command and reliably restored
+            # before the next one (the CNI applies changes asynchronously).
+            raise ConfigurationError(
+                f"pod {self.name} has no network (NetworkPolicy {policy.POLICY_NAME}), so "
+                "libraries cannot be installed in it; open the session with network=True, or "
+                "use an image (or pod_manifest) with the libraries preinstalled"
+            )
         script, payload = agent.prepare(request, self.workdir, under_agent=True)
         return self.start_run(script, payload)
 
