@@ -7,7 +7,8 @@ capabilities (drop/add), allowPrivilegeEscalation (no-new-privileges), seccompPr
 sizeLimit, mode 0777 like a kubelet's emptyDir), resources.limits cpu/memory, a node-wide
 process limit per pod (like the kubelet's podPidsLimit), runtimeClassName `gvisor`/`runsc`
 (Docker's runsc runtime), and labels (renamed, see `run`). Pods get Docker's bridge network
-(like a pod network without NetworkPolicy).
+(a pod network), or none at all (loopback only) when the server finds a NetworkPolicy that
+denies them all egress (see `server.py`).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class DockerKubelet:
     def image_user(self, image: str) -> str:
         return str(self.client.images.get(image).attrs.get("Config", {}).get("User") or "")
 
-    def run(self, namespace: str, pod: Mapping[str, Any]) -> str:
+    def run(self, namespace: str, pod: Mapping[str, Any], network: bool = True) -> str:
         """Create and start the pod's container; returns its id. Raises PodRejected."""
         spec = pod["spec"]
         containers = spec["containers"]
@@ -131,7 +132,7 @@ class DockerKubelet:
                 EMULATOR_LABEL: self.instance,
             },
             "detach": True,
-            "network_mode": "bridge",
+            "network_mode": "bridge" if network else "none",
             "pids_limit": POD_PIDS_LIMIT,
             "read_only": bool(context.get("readOnlyRootFilesystem")),
             "tty": bool(container.get("tty")),

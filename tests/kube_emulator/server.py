@@ -9,6 +9,19 @@ Served:
 * `POST/GET /api/v1/namespaces/{ns}/pods` (create; list with `labelSelector`: `k=v`, `k!=v`,
   `k`, `!k`), `GET /api/v1/pods` (all namespaces), `GET/DELETE .../pods/{name}`;
 * `GET .../events` with `fieldSelector=involvedObject.name=...`;
+* `GET/POST /apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies` and
+  `GET/PUT/DELETE .../networkpolicies/{name}`: stored as given. `forbid_network_policies=True`
+  (constructor or attribute) answers every networkpolicies request 403 Forbidden the way RBAC
+  words it, to test credentials without those verbs.
+* NetworkPolicy enforcement, the subset llm-sandbox relies on, decided when a pod's container
+  is created: a pod selected (`podSelector.matchLabels`, and `matchExpressions` with In, NotIn,
+  Exists, DoesNotExist) by a policy of its namespace whose `policyTypes` include Egress and
+  that has no egress rules gets no network at all (its container runs with Docker's
+  `network_mode="none"`: loopback only). NOT enforced: policies with egress rules (such pods
+  keep the bridge network, as if allowed everything), ingress isolation on its own (pods keep
+  the bridge network, reachable from the host), namespaceSelector/ipBlock peers, policies
+  created, edited or deleted after a pod started (a real CNI applies them to running pods),
+  label changes of running pods.
 * `GET|POST .../pods/{name}/exec`: the websocket upgrade with the `v5.channel.k8s.io` /
   `v4.channel.k8s.io` channel protocol: stdin, stdout, stderr, the status channel (`Status`
   Success or NonZeroExitCode with the ExitCode cause), v5's close-stdin message. The command
@@ -24,7 +37,7 @@ Served:
 NOT emulated (only a real cluster proves these): authentication and RBAC (any token is
 accepted), namespaces as objects (every name exists), admission beyond the above (Pod Security
 Standards, quotas: `ResourceQuota` refusals are not produced), the scheduler's real decisions
-and several nodes, image pulls, NetworkPolicy (pods have Docker's bridge network), service
+and several nodes, image pulls, NetworkPolicy beyond the subset above, service
 accounts (nothing is mounted whatever `automountServiceAccountToken` says), graceful
 termination (deletion kills at once), disk-backed `emptyDir` (every emptyDir is a tmpfs of its
 sizeLimit; a kubelet enforces disk ones by eviction), `fsGroup` ownership, watches,
@@ -87,6 +100,24 @@ def _matches(labels: Mapping[str, str], selector: str) -> bool:
             if term[1:] in labels:
                 return False
         elif term not in labels:
+            return False
+    return True
+
+
+def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A LabelSelector (matchLabels, matchExpressions) against a pod's labels."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for term in selector.get("matchExpressions") or []:
+        key, operator, values = term["key"], term["operator"], term.get("values") or []
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
             return False
     return True
 
@@ -162,7 +193,9 @@ class Pod:
 class KubeEmulator:
     """`start()`, point a client at `url` (or `write_kubeconfig`), `stop()` at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, forbid_network_policies: bool = False) -> None:
+        self.forbid_network_policies = forbid_network_policies
+        self.policies: dict[tuple[str, str], dict[str, Any]] = {}
         self.instance = secrets.token_hex(4)
         self.kubelet = DockerKubelet(self.instance)
         self.pods: dict[tuple[str, str], Pod] = {}
@@ -296,7 +329,9 @@ class KubeEmulator:
             self.event(pod, "BackOff", backoff, "Warning")
             return
         try:
-            container_id = self.kubelet.run(pod.namespace, pod.manifest)
+            container_id = self.kubelet.run(
+                pod.namespace, pod.manifest, network=not self.egress_denied(pod)
+            )
         except PodRejected as exc:
             with pod.lock:
                 state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
@@ -391,6 +426,73 @@ class KubeEmulator:
             ):
                 found.append(event)
         return found
+
+    # --- NetworkPolicy ---------------------------------------------------------------------
+    def egress_denied(self, pod: Pod) -> bool:
+        """Whether a policy of the pod's namespace denies it every egress (see the docstring)."""
+        with self.lock:
+            policies = [p for (ns, _), p in self.policies.items() if ns == pod.namespace]
+        for found in policies:
+            spec = found.get("spec") or {}
+            types = spec.get("policyTypes") or (["Ingress", "Egress"] if "egress" in spec else [])
+            denies = "Egress" in types and not spec.get("egress")
+            if denies and _selects(spec.get("podSelector") or {}, pod.labels):
+                return True
+        return False
+
+    def policy_request(
+        self, method: str, namespace: str, name: str | None, body: dict[str, Any] | None
+    ) -> tuple[int, dict[str, Any]]:
+        if self.forbid_network_policies:
+            verb = {"GET": "list" if name is None else "get", "POST": "create"}.get(
+                method, method.lower()
+            )
+            message = (
+                f"networkpolicies.networking.k8s.io{'' if name is None else f' {name!r}'} is "
+                f'forbidden: User "system:serviceaccount:{namespace}:default" cannot {verb} '
+                f'resource "networkpolicies" in API group "networking.k8s.io" in the '
+                f'namespace "{namespace}"'
+            )
+            return 403, _status(403, "Forbidden", message)
+        with self.lock:
+            if name is None and method == "GET":
+                items = [p for (ns, _), p in self.policies.items() if ns == namespace]
+                listing = _listing("NetworkPolicyList", items)
+                listing["apiVersion"] = "networking.k8s.io/v1"
+                return 200, listing
+            if name is None and method == "POST":
+                assert body is not None
+                meta = body.setdefault("metadata", {})
+                if not meta.get("name"):
+                    return 422, _status(422, "Invalid", "metadata.name is required")
+                if (namespace, meta["name"]) in self.policies:
+                    message = f'networkpolicies.networking.k8s.io "{meta["name"]}" already exists'
+                    return 409, _status(409, "AlreadyExists", message)
+                meta.update(
+                    namespace=namespace,
+                    uid=str(uuid.uuid4()),
+                    creationTimestamp=_now(),
+                    resourceVersion="1",
+                )
+                body.setdefault("apiVersion", "networking.k8s.io/v1")
+                body.setdefault("kind", "NetworkPolicy")
+                self.policies[(namespace, meta["name"])] = body
+                return 201, body
+            key = (namespace, name or "")
+            missing = _status(
+                404, "NotFound", f'networkpolicies.networking.k8s.io "{name}" not found'
+            )
+            if key not in self.policies:
+                return 404, missing
+            if method == "GET":
+                return 200, self.policies[key]
+            if method == "DELETE":
+                return 200, self.policies.pop(key)
+            if method == "PUT" and body is not None:
+                body.setdefault("metadata", {}).update(namespace=namespace, name=name)
+                self.policies[key] = body
+                return 200, body
+        return 405, _status(405, "MethodNotAllowed", f"{method} networkpolicies")
 
     # --- exec ----------------------------------------------------------------------------------
     def exec_bridge(self, client: socket.socket, pod: Pod, argv: list[str], v5: bool) -> None:
@@ -496,6 +598,15 @@ def _handler(emulator: KubeEmulator) -> type[BaseHTTPRequestHandler]:
             query = parse_qs(url.query)
             parts = [p for p in url.path.split("/") if p]
             one = {k: v[0] for k, v in query.items()}
+            if parts[:4] == ["apis", "networking.k8s.io", "v1", "namespaces"] and (
+                len(parts) in (6, 7) and parts[5] == "networkpolicies"
+            ):
+                body = self._body() if method in ("POST", "PUT") else None
+                if method == "DELETE":
+                    self._body()
+                name = parts[6] if len(parts) == 7 else None
+                code, answer = emulator.policy_request(method, parts[4], name, body)
+                return self._send(code, answer)
             if parts == ["api", "v1", "pods"] and method == "GET":
                 items = emulator.list_pods(None, one.get("labelSelector", ""))
                 return self._send(200, _listing("PodList", items))
@@ -563,6 +674,9 @@ def _handler(emulator: KubeEmulator) -> type[BaseHTTPRequestHandler]:
 
         def do_DELETE(self) -> None:
             self._route("DELETE")
+
+        def do_PUT(self) -> None:
+            self._route("PUT")
 
     return Handler
 
