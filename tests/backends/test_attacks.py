@@ -204,11 +204,6 @@ print(json.dumps(out))
 def test_raw_ip_exfiltration_is_blocked(
     session: SandboxSession, backend: str, netns_listener: NetnsListener
 ) -> None:
-    if backend == "kubernetes":
-        pytest.skip(
-            "a Kubernetes pod always has the pod network: blocking egress is a NetworkPolicy's "
-            "job (the cluster's CNI); the emulator has none"
-        )
     netns_listener.host_probe()  # control: the target is reachable from the host
     before = netns_listener.hits()
     assert [line for line in before if line.startswith("TCP")] == [f"TCP {netns_listener.host_ip}"]

@@ -691,12 +691,6 @@ print(json.dumps(report))
 """
 
 
-NO_NETWORK_POLICY = (
-    "a Kubernetes pod always has the pod network: cutting it is a NetworkPolicy's job, enforced "
-    "by the cluster's CNI; the emulator has none and the backend cannot verify one"
-)
-
-
 def test_no_network_by_default(
     session: SandboxSession, witnesses: list[Witness], backend: str
 ) -> None:
@@ -706,8 +700,6 @@ def test_no_network_by_default(
     Proof: every connect fails inside, DNS fails fast, and — checked on the host — no witness
     accepted a connection and the UDP socket received nothing.
     """
-    if backend == "kubernetes":
-        pytest.skip(NO_NETWORK_POLICY)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.bind(("127.0.0.1", 0))
         udp.setblocking(False)
