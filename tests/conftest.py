@@ -79,6 +79,14 @@ def kubeconfig() -> str:
     return kube_cluster()
 
 
+@pytest.fixture(scope="session")
+def emulator(kubeconfig: str) -> Any:
+    """The running Kubernetes API emulator; skips the test against a real cluster."""
+    if not _emulator:
+        pytest.skip("needs the Kubernetes API emulator (a real cluster is under test)")
+    return _emulator[0]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for emulator in _emulator:
         emulator.stop()

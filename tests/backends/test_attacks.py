@@ -217,6 +217,24 @@ def test_raw_ip_exfiltration_is_blocked(
     assert_session_works(session)
 
 
+def test_raw_ip_reaches_a_kubernetes_session_with_network(
+    make_session: SessionFactory, backend: str, netns_listener: NetnsListener
+) -> None:
+    """Control for the test above on kubernetes: what blocks it there is the NetworkPolicy.
+
+    A session with network=True has a pod the policy does not select (label `network=on`), and
+    the same code reaches the same target (a listener in a network namespace of this test).
+    """
+    if backend != "kubernetes":
+        pytest.skip("a control for the kubernetes NetworkPolicy only")
+    session = make_session(network=True)
+    before = netns_listener.hits()
+    result = session.run(EXFIL.format(ip=netns_listener.ip, port=netns_listener.port), timeout=30)
+    verdict = last_json(result.stdout)
+    assert verdict["tcp"] == "connected", verdict
+    assert len(netns_listener.hits()) > len(before)
+
+
 # --- 2. /proc escapes -----------------------------------------------------------------------
 
 PROC_ESCAPE = r"""

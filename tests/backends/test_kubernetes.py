@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,8 +19,13 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from llm_sandbox import ResourceLimits, SandboxSession
-from llm_sandbox.backends.kubernetes import manifest
-from llm_sandbox.exceptions import ConfigurationError, PodStartError, SandboxTimeoutError
+from llm_sandbox.backends.kubernetes import manifest, policy
+from llm_sandbox.exceptions import (
+    ConfigurationError,
+    ControlUnavailableError,
+    PodStartError,
+    SandboxTimeoutError,
+)
 from llm_sandbox.gc import collect
 
 pytestmark = pytest.mark.usefixtures("kubeconfig")
@@ -247,3 +253,126 @@ def test_gc_removes_orphaned_pods_only(session: SandboxSession, core: Any) -> No
     live = pod_of(session).name
     assert not gone(core, namespace, live)  # a live session's pod is not an orphan
     assert session.run("print('alive')").stdout == "alive\n"
+
+
+# --- NetworkPolicy: sessions without network ----------------------------------------------------
+
+
+def fresh_namespace() -> str:
+    """A namespace no session of this process used (the policy check is cached per namespace).
+
+    The emulator has every namespace; against a real cluster these tests need to create one.
+    """
+    if os.environ.get("LLM_SANDBOX_TEST_KUBECONFIG"):
+        pytest.skip("needs fresh namespaces; the emulator has every namespace")
+    return f"np-{uuid.uuid4().hex[:10]}"
+
+
+def networking(core: Any) -> Any:
+    return kubernetes.client.NetworkingV1Api(core.api_client)
+
+
+def test_no_network_policy_is_created_once_and_matches(
+    core: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    namespace = fresh_namespace()
+    reads: list[str] = []
+    original = kubernetes.client.NetworkingV1Api.read_namespaced_network_policy
+
+    def counted(self: Any, name: str, ns: str, **kwargs: Any) -> Any:
+        reads.append(f"{ns}/{name}")
+        return original(self, name, ns, **kwargs)
+
+    monkeypatch.setattr(
+        kubernetes.client.NetworkingV1Api, "read_namespaced_network_policy", counted
+    )
+    for _ in range(2):
+        with SandboxSession(backend="kubernetes", kube_namespace=namespace) as session:
+            sandbox = pod_of(session)
+            labels = read_pod(core, namespace, sandbox.name).metadata.labels
+            assert labels[manifest.NETWORK_LABEL] == "none"
+            pod = emulator.get(namespace, sandbox.name)
+            host_config = emulator.kubelet.client.api.inspect_container(pod.container_id)
+            assert host_config["HostConfig"]["NetworkMode"] == "none"
+            assert session.run("print('ok')").stdout == "ok\n"
+    assert reads == [f"{namespace}/{policy.POLICY_NAME}"]  # one GET per process and namespace
+    stored = networking(core).read_namespaced_network_policy(policy.POLICY_NAME, namespace)
+    spec = core.api_client.sanitize_for_serialization(stored)["spec"]
+    assert spec == {
+        "podSelector": {"matchLabels": {manifest.NETWORK_LABEL: "none"}},
+        "policyTypes": ["Ingress", "Egress"],
+    }
+    assert policy.differences(spec) == []
+
+
+def test_a_session_with_network_needs_no_policy_and_is_not_selected(
+    core: Any, emulator: Any
+) -> None:
+    namespace = fresh_namespace()
+    with SandboxSession(backend="kubernetes", kube_namespace=namespace, network=True) as session:
+        sandbox = pod_of(session)
+        labels = read_pod(core, namespace, sandbox.name).metadata.labels
+        assert labels[manifest.NETWORK_LABEL] == "on"
+        pod = emulator.get(namespace, sandbox.name)
+        inspected = emulator.kubelet.client.api.inspect_container(pod.container_id)
+        assert inspected["HostConfig"]["NetworkMode"] != "none"
+    with pytest.raises(ApiException) as info:
+        networking(core).read_namespaced_network_policy(policy.POLICY_NAME, namespace)
+    assert info.value.status == 404
+
+
+def test_an_edited_policy_refuses_the_session(core: Any) -> None:
+    namespace = fresh_namespace()
+    edited = policy.policy_manifest()
+    edited["spec"]["egress"] = [{}]  # someone allowed all egress
+    networking(core).create_namespaced_network_policy(namespace, edited)
+    with pytest.raises(ControlUnavailableError) as info:
+        SandboxSession(backend="kubernetes", kube_namespace=namespace).open()
+    message = str(info.value)
+    assert policy.POLICY_NAME in message
+    assert namespace in message
+    assert "egress rules" in message
+    assert f"kubectl delete networkpolicy {policy.POLICY_NAME} -n {namespace}" in message
+    assert core.list_namespaced_pod(namespace).items == []  # refused before any pod existed
+    # Deleting it, as the message says, lets the next session recreate it.
+    networking(core).delete_namespaced_network_policy(policy.POLICY_NAME, namespace)
+    with SandboxSession(backend="kubernetes", kube_namespace=namespace) as session:
+        assert session.run("print('ok')").stdout == "ok\n"
+
+
+def test_no_rbac_for_network_policies_refuses_to_open(core: Any, emulator: Any) -> None:
+    namespace = fresh_namespace()
+    emulator.forbid_network_policies = True
+    try:
+        with pytest.raises(ControlUnavailableError) as info:
+            SandboxSession(backend="kubernetes", kube_namespace=namespace).open()
+        message = str(info.value)
+        assert "403" in message
+        assert policy.POLICY_NAME in message
+        assert "get and create on networkpolicies" in message
+        assert namespace in message
+        assert "network=True" in message
+        assert core.list_namespaced_pod(namespace).items == []
+        # A session with network needs no policy, so the same credentials open it.
+        with SandboxSession(
+            backend="kubernetes", kube_namespace=namespace, network=True
+        ) as session:
+            assert session.run("print('ok')").stdout == "ok\n"
+    finally:
+        emulator.forbid_network_policies = False
+
+
+def test_a_users_client_is_used_for_the_policy(core: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    namespace = fresh_namespace()
+    seen: list[Any] = []
+    original = kubernetes.client.NetworkingV1Api.__init__
+
+    def recording(self: Any, api_client: Any = None) -> None:
+        seen.append(api_client)
+        original(self, api_client)
+
+    monkeypatch.setattr(kubernetes.client.NetworkingV1Api, "__init__", recording)
+    with SandboxSession(backend="kubernetes", client=core, kube_namespace=namespace) as session:
+        assert session.run("print('ok')").stdout == "ok\n"
+    assert seen
+    assert all(api_client is core.api_client for api_client in seen)
