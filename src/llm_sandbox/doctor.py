@@ -82,7 +82,7 @@ def _local_extras() -> dict[str, object]:
 
 def _kube_extras() -> dict[str, object]:
     """What the default session pod asks the cluster to enforce, and where it runs."""
-    from llm_sandbox.backends.kubernetes import DEFAULT_NAMESPACE, default_client, manifest
+    from llm_sandbox.backends.kubernetes import DEFAULT_NAMESPACE, default_client, manifest, policy
     from llm_sandbox.config import ResourceLimits
 
     core, namespace = default_client()
@@ -101,7 +101,8 @@ def _kube_extras() -> dict[str, object]:
         "runtime_class": pod["spec"].get("runtimeClassName") or "(cluster default)",
         "pod_seccomp": context["seccompProfile"]["type"],
         "pod_resources": container["resources"],
-        "network_policy_label": f"{manifest.NETWORK_LABEL}=none (needs a NetworkPolicy)",
+        "network_policy_label": f"{manifest.NETWORK_LABEL}=none",
+        "no_network_policy": policy.status(core, namespace or DEFAULT_NAMESPACE),
         "process_limit_by": "rlimit (RLIMIT_NPROC, per-session uid)",
     }
     core.api_client.close()

@@ -376,3 +376,24 @@ def test_a_users_client_is_used_for_the_policy(core: Any, monkeypatch: pytest.Mo
         assert session.run("print('ok')").stdout == "ok\n"
     assert seen
     assert all(api_client is core.api_client for api_client in seen)
+
+
+def test_doctor_reports_the_no_network_policy(core: Any, emulator: Any) -> None:
+    from llm_sandbox import doctor
+
+    namespace = fresh_namespace()
+    assert "missing; the first session without network creates it" in policy.status(core, namespace)
+    policy.ensure(core, namespace)
+    assert "present, deny-all" in policy.status(core, namespace)
+    edited = policy.policy_manifest()
+    edited["spec"]["policyTypes"] = ["Ingress"]
+    networking(core).replace_namespaced_network_policy(policy.POLICY_NAME, namespace, edited)
+    assert "differs from ours" in policy.status(core, namespace)
+    emulator.forbid_network_policies = True
+    try:
+        shown = policy.status(core, namespace)
+    finally:
+        emulator.forbid_network_policies = False
+    assert "403" in shown
+    assert "get and create on networkpolicies" in shown
+    assert "no_network_policy" in doctor._kube_extras()

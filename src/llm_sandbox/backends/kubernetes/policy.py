@@ -28,7 +28,12 @@ from kubernetes.client.exceptions import ApiException
 
 from llm_sandbox.backends.kubernetes import manifest
 from llm_sandbox.backends.kubernetes.pods import _api_message, map_api_errors
-from llm_sandbox.exceptions import ConfigurationError, ControlUnavailableError
+from llm_sandbox.exceptions import (
+    BackendUnavailableError,
+    ConfigurationError,
+    ControlUnavailableError,
+    SandboxRuntimeError,
+)
 
 POLICY_NAME = "llm-sandbox-no-network"
 RBAC_HINT = "get and create on networkpolicies (API group networking.k8s.io)"
@@ -156,3 +161,33 @@ def forget() -> None:
     """Drop the per-process cache (tests; after deleting a policy)."""
     with _lock:
         _ensured.clear()
+
+
+def status(core: Any, namespace: str) -> str:
+    """One line for `llm-sandbox doctor`: is the policy there and ours, or can it be made?
+
+    Read-only: reads the policy afresh (not the cache) and never creates it.
+    """
+    where = f"{namespace}/{POLICY_NAME}"
+    try:
+        with map_api_errors(f"reading NetworkPolicy {where}", _host(core)):
+            stored = read(core, namespace)
+    except (SandboxRuntimeError, BackendUnavailableError) as exc:
+        cause = exc.__cause__
+        if not isinstance(cause, ApiException) or not cause.status:
+            raise  # the API server is unreachable: the whole report says so
+        if cause.status == 403:
+            return (
+                f"cannot read {where} (403: {_api_message(cause)}); sessions without network "
+                f"will refuse to open until the credentials have {RBAC_HINT}"
+            )
+        return f"cannot read {where} ({cause.status}: {_api_message(cause)})"
+    if stored is None:
+        return (
+            f"{where} missing; the first session without network creates it (needs create on "
+            "networkpolicies)"
+        )
+    problems = differences(stored.get("spec"))
+    if problems:
+        return f"{where} differs from ours ({'; '.join(problems)}): sessions will refuse to open"
+    return f"{where} present, deny-all (enforced only if the cluster's CNI implements it)"
