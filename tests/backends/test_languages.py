@@ -213,7 +213,10 @@ def test_runs_do_not_clobber_each_other(lang_session: SandboxSession, lang: str)
 
 @pytest.mark.slow
 def test_npm_install_then_require(backend: str) -> None:
-    with SandboxSession(lang="javascript", backend=backend) as session:
+    # A Kubernetes pod without network cannot install (test_install.py); give it the network.
+    with SandboxSession(
+        lang="javascript", backend=backend, network=backend == "kubernetes"
+    ) as session:
         session.install(["is-number@7.0.0"])
         result = session.run("console.log(require('is-number')(5))")
     assert result.stdout == "true\n", result.stderr
@@ -231,7 +234,9 @@ def test_npm_install_then_require(backend: str) -> None:
 def test_unreachable_registry_is_a_clear_error(backend: str, language: str, library: str) -> None:
     """RubyGems, CRAN, the Go proxy and Maven Central are not reachable here: fail fast and say
     so (the java image has no Maven at all, which must be just as clear)."""
-    session = SandboxSession(lang=language, backend=backend)
+    # A Kubernetes pod without network refuses to install at all (test_install.py): give it the
+    # pod network, which cannot reach those registries either.
+    session = SandboxSession(lang=language, backend=backend, network=backend == "kubernetes")
     try:
         session.open()
     except BackendUnavailableError as exc:
