@@ -156,3 +156,27 @@ def test_exit_codes_from_the_status_channel() -> None:
         b'[{"reason":"ExitCode","message":"42"}]}}'
     )
     assert exit_code_from_status(failure) == 42
+
+
+def test_no_network_policy_selects_exactly_the_none_label() -> None:
+    from llm_sandbox.backends.kubernetes import policy
+
+    ours = policy.policy_manifest()
+    assert ours["spec"]["podSelector"] == {"matchLabels": {manifest.NETWORK_LABEL: "none"}}
+    assert policy.differences(ours["spec"]) == []
+    assert policy.differences({**ours["spec"], "policyTypes": ["Egress", "Ingress"]}) == []
+    for edited in (
+        {**ours["spec"], "egress": [{}]},
+        {**ours["spec"], "ingress": [{"from": [{"podSelector": {}}]}]},
+        {**ours["spec"], "policyTypes": ["Ingress"]},
+        {**ours["spec"], "podSelector": {}},
+        {
+            **ours["spec"],
+            "podSelector": {
+                "matchLabels": {manifest.NETWORK_LABEL: "none"},
+                "matchExpressions": [{"key": "x", "operator": "Exists"}],
+            },
+        },
+        None,
+    ):
+        assert policy.differences(edited), edited

@@ -17,8 +17,8 @@ Defaults (each one a field a cluster enforces, not a convention):
   session pod that outlives its session even if this process died), labels identifying our
   pods and their owner (for `llm-sandbox gc`), optionally a `runtimeClassName` (gVisor, Kata);
 * network: a pod spec cannot switch the pod network off; pods of sessions without network
-  carry the label `io.llm-sandbox.network=none` for a deny-all NetworkPolicy to select (the
-  cluster's CNI enforces it; see the README);
+  carry the label `io.llm-sandbox.network=none`, which the deny-all NetworkPolicy the backend
+  ensures selects (see `policy.py`; the cluster's CNI enforces it);
 * pid 1 sleeps forever ignoring SIGCHLD (so the kernel reaps orphaned processes: no zombies)
   and the signals the code could send it (the kernel already drops SIGKILL sent to a
   namespace's init from inside).
