@@ -16,6 +16,8 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 
 BACKENDS = ("local", "docker", "podman", "docker+runsc", "kubernetes")
+BATTERY = ("test_containment", "test_attacks")
+"""The modules of the attack battery; other tests in the report are left out."""
 _PARAMS = re.compile(r"^(?P<name>[^\[]+)\[(?P<params>.*)\]$")
 
 
@@ -47,6 +49,8 @@ def split(name: str) -> tuple[str, str] | None:
 def main(path: str) -> None:
     table: dict[str, dict[str, str]] = defaultdict(dict)
     for case in ET.parse(path).getroot().iter("testcase"):
+        if case.get("classname", "").rpartition(".")[2] not in BATTERY:
+            continue
         parsed = split(case.get("name", ""))
         if parsed:
             attack, backend = parsed

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -21,15 +22,21 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 RUNSC = {"runtime": "runsc"}
 
 
-@pytest.fixture(scope="module")
-def gvisor() -> Iterator[SandboxSession]:
-    session = SandboxSession(lang="python", backend="docker", runtime_config=RUNSC)
+def open_gvisor(**options: Any) -> SandboxSession:
+    """An open Docker session on runsc; skipped where that cannot start (failed under CI)."""
+    session = SandboxSession(lang="python", backend="docker", runtime_config=RUNSC, **options)
     try:
         session.open()
     except (BackendUnavailableError, ImportError) as exc:
         if IN_CI:
             pytest.fail(f"docker+runsc cannot start under CI: {exc}")
         pytest.skip(f"docker+runsc unavailable: {exc}")
+    return session
+
+
+@pytest.fixture(scope="module")
+def gvisor() -> Iterator[SandboxSession]:
+    session = open_gvisor()
     yield session
     session.close()
 
@@ -72,18 +79,7 @@ def test_memory_bomb_under_gvisor_is_reported_promptly() -> None:
     """gVisor ends the whole sandbox at the memory limit: say so at once, not at the timeout."""
     from llm_sandbox import ResourceLimits
 
-    session = SandboxSession(
-        lang="python",
-        backend="docker",
-        runtime_config=RUNSC,
-        limits=ResourceLimits(memory=256 * 2**20),
-    )
-    try:
-        session.open()
-    except (BackendUnavailableError, ImportError) as exc:
-        if IN_CI:
-            pytest.fail(f"docker+runsc cannot start under CI: {exc}")
-        pytest.skip(f"docker+runsc unavailable: {exc}")
+    session = open_gvisor(limits=ResourceLimits(memory=256 * 2**20))
     try:
         outcome = _memory_bomb(session)
     finally:
@@ -111,18 +107,7 @@ def test_process_limit_holds_inside_without_starving_the_sentry() -> None:
     """
     from llm_sandbox import ResourceLimits
 
-    session = SandboxSession(
-        lang="python",
-        backend="docker",
-        runtime_config=RUNSC,
-        limits=ResourceLimits(processes=40),
-    )
-    try:
-        session.open()
-    except (BackendUnavailableError, ImportError) as exc:
-        if IN_CI:
-            pytest.fail(f"docker+runsc cannot start under CI: {exc}")
-        pytest.skip(f"docker+runsc unavailable: {exc}")
+    session = open_gvisor(limits=ResourceLimits(processes=40))
     try:
         burst = session.run(
             "import subprocess\n"
