@@ -30,10 +30,10 @@ import pytest
 
 from llm_sandbox import SandboxSession
 from llm_sandbox.exceptions import BackendUnavailableError
+from support import IN_CI
 
 ALL_BACKENDS = ("local", "docker", "podman", "kubernetes")
 GVISOR = "docker+runsc"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REAL_CLUSTER_ENV = "LLM_SANDBOX_TEST_KUBECONFIG"
 TEST_NAMESPACE = "llm-sandbox-test"
 

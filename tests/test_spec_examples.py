@@ -28,6 +28,7 @@ import pytest
 from llm_sandbox import SandboxBackend, SandboxSession
 from llm_sandbox.exceptions import SandboxTimeoutError
 from llm_sandbox.images import image_for
+from support import IN_CI
 
 STAND_INS = (
     "python:3.9",
@@ -36,7 +37,6 @@ STAND_INS = (
     "python:3.12-slim",
     "myregistry.com/my-python:latest",
 )
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _docker(*args: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ test command installs them.
 from __future__ import annotations
 
 import base64
-import os
 import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -16,21 +15,14 @@ from collections.abc import Iterator
 import pytest
 
 from llm_sandbox import ArtifactSandboxSession, ExecutionResult, PlotOutput
-from llm_sandbox.exceptions import BackendUnavailableError
+from support import IN_CI, open_or_skip
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _open(lang: str, backend: str, **options: object) -> ArtifactSandboxSession:
     session = ArtifactSandboxSession(lang=lang, backend=backend, **options)
-    try:
-        session.open()
-    except BackendUnavailableError as exc:
-        if IN_CI:
-            pytest.fail(f"{lang} on {backend} cannot start under CI: {exc}")
-        pytest.skip(f"{lang} on {backend} unavailable: {exc}")
-    return session
+    return open_or_skip(session, f"{lang} on {backend}")
 
 
 @pytest.fixture(scope="module")

@@ -13,25 +13,18 @@ import pytest
 
 from llm_sandbox import SandboxSession
 from llm_sandbox.exceptions import (
-    BackendUnavailableError,
     SandboxRuntimeError,
     SandboxTimeoutError,
 )
+from support import open_or_skip
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 RUNSC = {"runtime": "runsc"}
 
 
 def open_gvisor(**options: Any) -> SandboxSession:
     """An open Docker session on runsc; skipped where that cannot start (failed under CI)."""
     session = SandboxSession(lang="python", backend="docker", runtime_config=RUNSC, **options)
-    try:
-        session.open()
-    except (BackendUnavailableError, ImportError) as exc:
-        if IN_CI:
-            pytest.fail(f"docker+runsc cannot start under CI: {exc}")
-        pytest.skip(f"docker+runsc unavailable: {exc}")
-    return session
+    return open_or_skip(session, "docker+runsc")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ the embedded backend is skipped locally and fails under CI (the test command ins
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +20,7 @@ from llm_sandbox.exceptions import (
     SandboxTimeoutError,
 )
 from llm_sandbox.images import image_for
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from support import IN_CI, open_or_skip
 
 
 @dataclass(frozen=True)
@@ -142,13 +140,7 @@ def lang(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def lang_session(lang: str, backend: str) -> Iterator[SandboxSession]:
     session = SandboxSession(lang=lang, backend=backend, execution_timeout=120)
-    try:
-        session.open()
-    except BackendUnavailableError as exc:
-        if IN_CI:
-            pytest.fail(f"{lang} on {backend} cannot start under CI: {exc}")
-        pytest.skip(f"{lang} on {backend} unavailable: {exc}")
-    yield session
+    yield open_or_skip(session, f"{lang} on {backend}")
     session.close()
 
 
