@@ -179,7 +179,7 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 # --- the engines -------------------------------------------------------------------------------
 def podman_url() -> str:
-    from llm_sandbox.backends.podman import default_socket
+    from llm_sandbox.backends.container.podman import default_socket
 
     return default_socket()
 
@@ -190,9 +190,9 @@ def engine_problem(engine: str, image: str) -> str | None:
         return f"the {engine} command is not installed (needed for the floor)"
     try:
         if engine == "docker":
-            from llm_sandbox.backends.docker import engine_reachable
+            from llm_sandbox.backends.container.docker import engine_reachable
         else:
-            from llm_sandbox.backends.podman import engine_reachable
+            from llm_sandbox.backends.container.podman import engine_reachable
     except ImportError as exc:
         return f"the {engine} SDK is not installed ({exc})"
     if not engine_reachable():

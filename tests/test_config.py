@@ -9,7 +9,8 @@ import pytest
 
 import llm_sandbox
 from llm_sandbox import ResourceLimits, SandboxBackend, SandboxSession
-from llm_sandbox.config import SessionConfig, parse_size
+from llm_sandbox.backends.registry import configure
+from llm_sandbox.config import parse_size
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
@@ -36,7 +37,7 @@ def test_container_option_on_local_backend_is_rejected() -> None:
 
 def test_runtime_config_on_kubernetes_points_to_pod_manifest() -> None:
     with pytest.raises(ConfigurationError, match="pod_manifest"):
-        SessionConfig.build({"backend": "kubernetes", "runtime_config": {"memory": "1g"}})
+        configure({"backend": "kubernetes", "runtime_config": {"memory": "1g"}})
 
 
 def test_unknown_backend_lists_the_choices() -> None:
@@ -45,29 +46,29 @@ def test_unknown_backend_lists_the_choices() -> None:
 
 
 def test_backend_accepts_enum_and_string() -> None:
-    assert SessionConfig.build({"backend": SandboxBackend.LOCAL}).backend is SandboxBackend.LOCAL
-    assert SessionConfig.build({"backend": "LOCAL"}).backend is SandboxBackend.LOCAL
+    assert configure({"backend": SandboxBackend.LOCAL}).backend is SandboxBackend.LOCAL
+    assert configure({"backend": "LOCAL"}).backend is SandboxBackend.LOCAL
 
 
 def test_auto_backend_is_local_without_container_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LLM_SANDBOX_BACKEND", raising=False)
-    assert SessionConfig.build({"lang": "python"}).backend is SandboxBackend.LOCAL
+    assert configure({"lang": "python"}).backend is SandboxBackend.LOCAL
     # the specification's basic example: keep_template=False is the default, so still local
-    config = SessionConfig.build({"lang": "python", "keep_template": False, "workdir": "/sandbox"})
+    config = configure({"lang": "python", "keep_template": False, "workdir": "/sandbox"})
     assert config.backend is SandboxBackend.LOCAL
 
 
 def test_environment_variable_chooses_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLM_SANDBOX_BACKEND", "kubernetes")
-    assert SessionConfig.build({}).backend is SandboxBackend.KUBERNETES
+    assert configure({}).backend is SandboxBackend.KUBERNETES
     monkeypatch.setenv("LLM_SANDBOX_BACKEND", "nonsense")
     with pytest.raises(ConfigurationError, match="unknown backend"):
-        SessionConfig.build({})
+        configure({})
 
 
 def test_kubernetes_options_select_kubernetes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LLM_SANDBOX_BACKEND", raising=False)
-    assert SessionConfig.build({"kube_namespace": "x"}).backend is SandboxBackend.KUBERNETES
+    assert configure({"kube_namespace": "x"}).backend is SandboxBackend.KUBERNETES
 
 
 def test_unavailable_backend_fails_promptly_with_reason(
@@ -110,11 +111,11 @@ def test_malformed_values_are_rejected(option: str, value: object) -> None:
 
 
 def test_timeout_defaults_follow_the_specification() -> None:
-    config = SessionConfig.build({})
+    config = configure({})
     assert config.default_timeout == 30.0
     assert config.run_timeout == 30.0
-    assert SessionConfig.build({"execution_timeout": 5}).run_timeout == 5
-    assert SessionConfig.build({"default_timeout": 7}).run_timeout == 7
+    assert configure({"execution_timeout": 5}).run_timeout == 5
+    assert configure({"default_timeout": 7}).run_timeout == 7
     assert config.session_timeout is None
 
 
@@ -138,7 +139,7 @@ def test_parse_size_rejects(text: object) -> None:
 
 
 def test_local_runtime_config_maps_docker_keys_to_limits() -> None:
-    config = SessionConfig.build(
+    config = configure(
         {
             "backend": "local",
             "runtime_config": {"mem_limit": "256m", "pids_limit": 50, "cpu_count": 1},
@@ -151,7 +152,7 @@ def test_local_runtime_config_maps_docker_keys_to_limits() -> None:
 
 def test_local_runtime_config_rejects_container_only_keys() -> None:
     with pytest.raises(ConfigurationError, match="privileged"):
-        SessionConfig.build({"backend": "local", "runtime_config": {"privileged": True}})
+        configure({"backend": "local", "runtime_config": {"privileged": True}})
 
 
 def test_resource_limits_validate() -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from llm_sandbox import SandboxBackend, SandboxSession
+from llm_sandbox.backends.container.options import ContainerOptions
 from llm_sandbox.exceptions import SandboxTimeoutError
 from llm_sandbox.images import image_for
 from support import IN_CI
@@ -266,7 +267,7 @@ def test_docker_runtime_config() -> None:
     }
 
     session = SandboxSession(image="python:3.9", backend="docker", runtime_config=runtime_config)
-    assert session.config.runtime_config["memory"] == "512m"
+    assert session.config.options(ContainerOptions).runtime_config["memory"] == "512m"
 
 
 def test_podman_runtime_config() -> None:
@@ -354,7 +355,7 @@ def test_podman_custom_socket() -> None:
         lang="python",
     ) as session:
         pass
-    assert session.config.client is client
+    assert session.config.options(ContainerOptions).client is client
     client.close()
 
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Unpack
 
 from llm_sandbox import artifacts
-from llm_sandbox.config import parse_size
+from llm_sandbox.config import SandboxBackend, parse_size
 from llm_sandbox.exceptions import ConfigurationError, SandboxRuntimeError, UnsafeArchiveError
 from llm_sandbox.language_handlers.base import CommandPlan, PlotCapture
+from llm_sandbox.options import SessionOptions
 from llm_sandbox.output import OutputCallback
 from llm_sandbox.results import ConsoleOutput, ExecutionResult, PlotOutput
 from llm_sandbox.session import SandboxSession
@@ -43,13 +44,14 @@ class ArtifactSandboxSession(SandboxSession):
         *,
         enable_plotting: bool = True,
         max_artifact_bytes: int | str = artifacts.DEFAULT_MAX_ARTIFACT_BYTES,
-        **options: Any,
+        backend: SandboxBackend | str | None = None,
+        **options: Unpack[SessionOptions],
     ) -> None:
         if not isinstance(enable_plotting, bool):
             raise ConfigurationError(
                 f"enable_plotting must be True or False, not {enable_plotting!r}"
             )
-        super().__init__(lang, **options)
+        super().__init__(lang, backend=backend, **options)
         self.enable_plotting = enable_plotting
         self.max_artifact_bytes = parse_size(max_artifact_bytes, "max_artifact_bytes")
         self.missing_plot_libraries: tuple[str, ...] = ()
@@ -182,7 +184,7 @@ class ArtifactSandboxSession(SandboxSession):
             return []
         where = (
             "the host's interpreter, which the local backend runs"
-            if self.config.backend.value == "local"
+            if self.config.backend == SandboxBackend.LOCAL
             else "the image"
         )
         return [

@@ -115,7 +115,7 @@ def _images(args: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    from llm_sandbox.gc import collect
+    from llm_sandbox.cleanup import collect
 
     removed = collect(all_=args.all)
     for line in removed:

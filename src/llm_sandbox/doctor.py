@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from llm_sandbox.config import SandboxBackend
+from llm_sandbox.backends.registry import BackendDefinition, list_backends
 from llm_sandbox.exceptions import SandboxError
 
 _PROBE = r"""
@@ -44,69 +44,15 @@ class BackendReport:
     controls: dict[str, object] = field(default_factory=dict)
 
 
-def _probe_session(
-    backend: SandboxBackend, runtime_config: dict[str, object] | None = None
-) -> dict[str, object]:
+def _probe_session(backend: str, options: Mapping[str, object]) -> dict[str, object]:
     from llm_sandbox.session import SandboxSession
 
-    with SandboxSession(lang="python", backend=backend, runtime_config=runtime_config) as session:
+    with SandboxSession(lang="python", backend=backend, **options) as session:  # type: ignore[arg-type]
         result = session.run(_PROBE, timeout=60)
         if result.exit_code != 0:
             raise SandboxError(f"probe failed: {result.stderr.strip()}")
         found: dict[str, object] = json.loads(result.stdout)
         return found
-
-
-def _local_extras() -> dict[str, object]:
-    from llm_sandbox.backends.local.host import probe
-    from llm_sandbox.backends.local.sandbox import plan_limits
-    from llm_sandbox.config import ResourceLimits
-
-    host = probe()
-    limits: dict[str, object] = {
-        "cgroup_version": host.cgroups.version if host.cgroups else None,
-        "cgroup_controllers": sorted(host.cgroup_controllers),
-        "bwrap": host.bwrap,
-    }
-    try:
-        cgroup_limits, rlimits = plan_limits(host, ResourceLimits())
-        limits["memory_limit_by"] = "cgroup" if cgroup_limits and cgroup_limits.memory else "rlimit"
-        limits["process_limit_by"] = (
-            "cgroup" if cgroup_limits and cgroup_limits.processes else "rlimit"
-        )
-        limits["rlimits"] = sorted(rlimits)
-    except SandboxError as exc:
-        limits["limits_error"] = str(exc)
-    return limits
-
-
-def _kube_extras() -> dict[str, object]:
-    """What the default session pod asks the cluster to enforce, and where it runs."""
-    from llm_sandbox.backends.kubernetes import DEFAULT_NAMESPACE, default_client, manifest, policy
-    from llm_sandbox.config import ResourceLimits
-
-    core, namespace = default_client()
-    pod = manifest.default_pod(
-        image=None,
-        workdir="/sandbox",
-        limits=ResourceLimits(),
-        environment={},
-        session_timeout=None,
-    )
-    container = pod["spec"]["containers"][0]
-    context = container["securityContext"]
-    found: dict[str, object] = {
-        "api_server": core.api_client.configuration.host,
-        "namespace": namespace or DEFAULT_NAMESPACE,
-        "runtime_class": pod["spec"].get("runtimeClassName") or "(cluster default)",
-        "pod_seccomp": context["seccompProfile"]["type"],
-        "pod_resources": container["resources"],
-        "network_policy_label": f"{manifest.NETWORK_LABEL}=none",
-        "no_network_policy": policy.status(core, namespace or DEFAULT_NAMESPACE),
-        "process_limit_by": "rlimit (RLIMIT_NPROC, per-session uid)",
-    }
-    core.api_client.close()
-    return found
 
 
 def _summarise(raw: dict[str, object]) -> dict[str, object]:
@@ -125,33 +71,31 @@ def _summarise(raw: dict[str, object]) -> dict[str, object]:
 
 
 def check(
-    backend: SandboxBackend,
-    extras: Callable[[], dict[str, object]] | None = None,
-    *,
-    runtime: str | None = None,
+    definition: BackendDefinition, suffix: str = "", options: Mapping[str, object] = {}
 ) -> BackendReport:
-    name = f"{backend.value}+{runtime}" if runtime else backend.value
+    """Probe one backend (one variant of it: e.g. docker with gVisor as the runtime)."""
+    name = definition.name + suffix
     try:
-        raw = _probe_session(backend, {"runtime": runtime} if runtime else None)
+        raw = _probe_session(definition.name, options)
         controls = _summarise(raw)
         controls["kernel_seen_by_code"] = raw.get("kernel")
         # gVisor answers syscalls in its own user-space kernel; the host's seccomp and
         # no_new_privs then apply to that kernel, out of the code's sight (so "NO" above).
         controls["user_space_kernel"] = raw.get("kernel") != os.uname().release
-        if extras is not None:
-            controls.update(extras())
+        if definition.doctor_facts is not None and not suffix:
+            controls.update(definition.doctor_facts())
     except SandboxError as exc:
         return BackendReport(name, usable=False, error=str(exc))
     return BackendReport(name, usable=True, controls=controls)
 
 
 def run_doctor() -> list[BackendReport]:
-    reports = [check(SandboxBackend.LOCAL, _local_extras)]
-    for backend in (SandboxBackend.DOCKER, SandboxBackend.PODMAN):
-        reports.append(check(backend))
-    reports.append(check(SandboxBackend.KUBERNETES, _kube_extras))
-    reports.insert(2, check(SandboxBackend.DOCKER, runtime="runsc"))
-    return reports
+    """A report per backend and variant, in the registry's order."""
+    return [
+        check(definition, suffix, options)
+        for definition in list_backends()
+        for suffix, options in definition.doctor_variants
+    ]
 
 
 def format_reports(reports: list[BackendReport]) -> str:

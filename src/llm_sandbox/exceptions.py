@@ -4,6 +4,7 @@
 SandboxError
 ├── ConfigurationError (ValueError)        an option is unknown, malformed or inapplicable
 │   ├── LanguageNotSupportedError          `lang` names no registered handler
+│   ├── UnsupportedBackendError            `backend` names no registered backend
 │   └── InvalidPackageError                a library name that could smuggle options or shell
 ├── UnsafeArchiveError (ValueError)        a tar stream from a sandbox tried to escape
 ├── BackendUnavailableError (RuntimeError) the backend cannot run here (tool/extra/daemon)
@@ -36,6 +37,10 @@ class ConfigurationError(SandboxError, ValueError):
 
 class LanguageNotSupportedError(ConfigurationError):
     """`lang` names no registered language handler."""
+
+
+class UnsupportedBackendError(ConfigurationError):
+    """`backend` names no registered backend."""
 
 
 class InvalidPackageError(ConfigurationError):

@@ -20,15 +20,15 @@ import os
 import posixpath
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar, Unpack
 
 from llm_sandbox import archive
-from llm_sandbox.backends import load_backend
+from llm_sandbox.backends import registry
 from llm_sandbox.backends.base import STDOUT, ExecRequest, ExitStatus, Process, Sandbox
-from llm_sandbox.config import SandboxBackend, SessionConfig, check_timeout
+from llm_sandbox.config import SandboxBackend, check_timeout
 from llm_sandbox.exceptions import (
     ConfigurationError,
     PackageInstallError,
@@ -38,6 +38,7 @@ from llm_sandbox.exceptions import (
 )
 from llm_sandbox.language_handlers.base import CommandPlan
 from llm_sandbox.language_handlers.factory import LanguageHandlerFactory
+from llm_sandbox.options import SessionOptions
 from llm_sandbox.output import CappedStream, OutputCallback
 from llm_sandbox.results import ConsoleOutput
 from llm_sandbox.security import Violation
@@ -58,11 +59,30 @@ class _Deadline(Exception):
     """Internal: the run's deadline passed."""
 
 
+_OWNED_ELSEWHERE = {
+    "enable_plotting": "ArtifactSandboxSession, which captures plots and files",
+    "max_artifact_bytes": "ArtifactSandboxSession, which captures plots and files",
+}
+"""Options of the other session classes, so giving them to this one says where they belong."""
+
+
+def _reject_options_of_other_sessions(options: Mapping[str, object]) -> None:
+    for name in options:
+        if name in _OWNED_ELSEWHERE:
+            raise ConfigurationError(
+                f"option {name!r} belongs to {_OWNED_ELSEWHERE[name]}; use it instead of "
+                "SandboxSession"
+            )
+
+
 class SandboxSession:
     """Runs code in an isolated sandbox. Use as a context manager or call `open()`/`close()`.
 
-    Options are validated here; see `llm_sandbox.config.OPTIONS` for the full list. An unknown
-    option, or one that does not apply to the chosen backend, raises `ConfigurationError`.
+    `lang` is the language of the code; `backend` where it runs (None: chosen automatically,
+    see `llm_sandbox.backends.registry`). The other options are the fields of
+    `llm_sandbox.config.SessionConfig` (every backend) and of the chosen backend's options
+    class (e.g. `image=` for containers). An unknown option, or one that does not apply to
+    the chosen backend, raises `ConfigurationError`.
     """
 
     def __init__(
@@ -70,28 +90,10 @@ class SandboxSession:
         lang: str = "python",
         *,
         backend: SandboxBackend | str | None = None,
-        verbose: bool = False,
-        workdir: str = "/sandbox",
-        default_timeout: float | None = 30.0,
-        execution_timeout: float | None = None,
-        session_timeout: float | None = None,
-        logger: logging.Logger | None = None,
-        network: bool = False,
-        limits: Any = None,
-        runtime_config: dict[str, Any] | None = None,
-        security_policy: Any = None,
-        image: str | None = None,
-        dockerfile: str | None = None,
-        keep_template: bool = False,
-        commit_container: bool = False,
-        client: Any = None,
-        pod_manifest: dict[str, Any] | None = None,
-        kube_namespace: str | None = None,
-        **unknown: Any,
+        **options: Unpack[SessionOptions],
     ) -> None:
-        options = {key: value for key, value in locals().items() if key not in ("self", "unknown")}
-        options.update(unknown)
-        self.config = SessionConfig.build(options)
+        _reject_options_of_other_sessions(options)
+        self.config = registry.configure({"lang": lang, "backend": backend, **options})
         self.logger = self.config.logger or logging.getLogger("llm_sandbox")
         self.language_handler = LanguageHandlerFactory.create_handler(self.config.lang, self.logger)
         self._state = State.NEW
@@ -123,7 +125,8 @@ class SandboxSession:
             if self._state is not State.NEW:
                 raise SessionStateError(f"open() called on a session that is {self._state.value}")
             started = time.monotonic()
-            backend = load_backend(self.config.backend)
+            definition, self.config = registry.resolve(self.config)
+            backend = registry.load(definition)
             self._sandbox = backend.open(self.config, self.language_handler.runtime_needs())
             self._state = State.OPEN
             self._log(

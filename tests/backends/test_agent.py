@@ -6,8 +6,8 @@ import shlex
 
 import pytest
 
-from llm_sandbox.backends import agent
-from llm_sandbox.backends.agent import _MarkerSplitter
+from llm_sandbox.backends.agent import protocol as agent
+from llm_sandbox.backends.agent.host import _MarkerSplitter
 
 
 def test_output_before_the_marker_is_the_programs() -> None:

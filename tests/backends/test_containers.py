@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from llm_sandbox import SandboxSession
-from llm_sandbox.backends.container import LABEL
 from llm_sandbox.exceptions import ConfigurationError
 from llm_sandbox.images import image_for
+from llm_sandbox.layout import LABEL
 
 BASE = image_for("python")
 
@@ -164,7 +164,7 @@ def test_user_made_client_is_used(container_backend: str) -> None:
 
 
 def test_gc_removes_containers_whose_owner_died(container_backend: str) -> None:
-    from llm_sandbox.gc import collect
+    from llm_sandbox.cleanup import collect
 
     created = engine(
         container_backend,

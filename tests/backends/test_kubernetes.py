@@ -20,13 +20,13 @@ from kubernetes.client.exceptions import ApiException
 
 from llm_sandbox import ResourceLimits, SandboxSession
 from llm_sandbox.backends.kubernetes import manifest, policy
+from llm_sandbox.cleanup import collect
 from llm_sandbox.exceptions import (
     ConfigurationError,
     ControlUnavailableError,
     PodStartError,
     SandboxTimeoutError,
 )
-from llm_sandbox.gc import collect
 
 pytestmark = pytest.mark.usefixtures("kubeconfig")
 

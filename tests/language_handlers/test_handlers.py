@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from llm_sandbox.backends.base import BAKED_LIBS_DIR, LIBS_DIR
 from llm_sandbox.exceptions import InvalidPackageError
 from llm_sandbox.images.builder import image_for
 from llm_sandbox.language_handlers import base
@@ -30,6 +29,7 @@ from llm_sandbox.language_handlers.factory import LanguageHandlerFactory
 from llm_sandbox.language_handlers.java import analyse, pom_for
 from llm_sandbox.language_handlers.javascript import uses_module_syntax
 from llm_sandbox.language_handlers.r import install_expression
+from llm_sandbox.layout import BAKED_LIBS_DIR, LIBS_DIR
 
 LANGUAGES = ("javascript", "java", "cpp", "go", "ruby", "r")
 

@@ -11,20 +11,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from llm_sandbox.config import SessionConfig
+if TYPE_CHECKING:
+    from llm_sandbox.config import SessionConfig
 
 STDOUT = 1
 STDERR = 2
-
-SUPPORT_DIR = "/opt/llm-sandbox"
-"""Directory inside every sandbox for our own files: the code to run and installed libraries."""
-LIBS_DIR = f"{SUPPORT_DIR}/libs"
-HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-CA_ENV = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
-"""Variables that point TLS clients with CA stores of their own at a bundle (for installs)."""
-BAKED_LIBS_DIR = "/usr/local/lib/llm-sandbox/libs"
-"""Libraries saved into an image by `commit_container=True`; read-only in later sessions."""
 
 
 @dataclass(frozen=True)
@@ -95,13 +88,17 @@ class Sandbox(ABC):
 
 
 class Backend(ABC):
-    """Opens sandboxes of one kind."""
+    """Opens sandboxes of one kind (registered by name: `llm_sandbox.register_backend`)."""
 
     name: str
 
     @abstractmethod
     def open(self, config: SessionConfig, runtime: RuntimeNeeds) -> Sandbox:
-        """Create a sandbox for one session."""
+        """Create a sandbox for one session.
+
+        `config` holds the session's settings; `config.backend_options` is an instance of the
+        options class this backend registered. `runtime` says what the language needs.
+        """
 
 
 @dataclass(frozen=True)

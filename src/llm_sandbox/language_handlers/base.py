@@ -13,8 +13,9 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from llm_sandbox.backends.base import LIBS_DIR, SUPPORT_DIR, RuntimeNeeds
+from llm_sandbox.backends.base import RuntimeNeeds
 from llm_sandbox.exceptions import InvalidPackageError
+from llm_sandbox.layout import LIBS_DIR, SUPPORT_DIR
 
 CODE_DIR = f"{SUPPORT_DIR}/code"
 CAPTURE_DIR = f"{SUPPORT_DIR}/capture"

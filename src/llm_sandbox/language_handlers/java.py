@@ -30,10 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from llm_sandbox.backends.base import BAKED_LIBS_DIR, LIBS_DIR
 from llm_sandbox.exceptions import InvalidPackageError
 from llm_sandbox.images.builder import image_for
 from llm_sandbox.language_handlers.base import AbstractLanguageHandler, LanguageConfig
+from llm_sandbox.layout import BAKED_LIBS_DIR, LIBS_DIR
 
 DEFAULT_IMAGE = image_for("java")
 LIBS = f"{LIBS_DIR}/java"

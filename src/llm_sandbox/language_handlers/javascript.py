@@ -32,7 +32,6 @@ import shlex
 import urllib.parse
 from collections.abc import Sequence
 
-from llm_sandbox.backends.base import BAKED_LIBS_DIR, LIBS_DIR
 from llm_sandbox.exceptions import InvalidPackageError
 from llm_sandbox.images.builder import image_for
 from llm_sandbox.language_handlers.base import (
@@ -40,6 +39,7 @@ from llm_sandbox.language_handlers.base import (
     CommandPlan,
     LanguageConfig,
 )
+from llm_sandbox.layout import BAKED_LIBS_DIR, LIBS_DIR
 
 DEFAULT_IMAGE = image_for("javascript")
 LIBS = f"{LIBS_DIR}/javascript"

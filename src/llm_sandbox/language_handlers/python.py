@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from llm_sandbox.backends.base import BAKED_LIBS_DIR, LIBS_DIR, RuntimeNeeds
+from llm_sandbox.backends.base import RuntimeNeeds
 from llm_sandbox.images.builder import image_for
 from llm_sandbox.language_handlers.base import (
     CAPTURE_DIR,
@@ -16,6 +16,7 @@ from llm_sandbox.language_handlers.base import (
     PlotCapture,
 )
 from llm_sandbox.language_handlers.capture import support_file
+from llm_sandbox.layout import BAKED_LIBS_DIR, LIBS_DIR
 
 DEFAULT_IMAGE = image_for("python")
 CAPTURE_PATH = f"{CAPTURE_DIR}/python"

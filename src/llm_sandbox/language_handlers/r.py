@@ -19,7 +19,6 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 
-from llm_sandbox.backends.base import BAKED_LIBS_DIR
 from llm_sandbox.exceptions import InvalidPackageError
 from llm_sandbox.images.builder import image_for
 from llm_sandbox.language_handlers.base import (
@@ -29,6 +28,7 @@ from llm_sandbox.language_handlers.base import (
     PlotCapture,
 )
 from llm_sandbox.language_handlers.capture import support_file
+from llm_sandbox.layout import BAKED_LIBS_DIR
 
 DEFAULT_IMAGE = image_for("r")
 BAKED_LIBS = f"{BAKED_LIBS_DIR}/r"

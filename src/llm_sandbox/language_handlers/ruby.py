@@ -17,10 +17,10 @@ import logging
 import re
 from collections.abc import Sequence
 
-from llm_sandbox.backends.base import BAKED_LIBS_DIR
 from llm_sandbox.exceptions import InvalidPackageError
 from llm_sandbox.images.builder import image_for
 from llm_sandbox.language_handlers.base import AbstractLanguageHandler, LanguageConfig
+from llm_sandbox.layout import BAKED_LIBS_DIR
 
 DEFAULT_IMAGE = image_for("ruby")
 BAKED_LIBS = f"{BAKED_LIBS_DIR}/ruby"

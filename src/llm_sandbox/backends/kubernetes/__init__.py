@@ -1,123 +1,53 @@
 """Kubernetes backend: one hardened pod per session, through the official `kubernetes` client.
 
-The client comes from `client=` (a configured `CoreV1Api`, or an `ApiClient`) or, by default,
-from the kubeconfig the usual way (`KUBECONFIG`, else `~/.kube/config`), else from the
-in-cluster service account. The namespace is `kube_namespace=`, else the kubeconfig
-context's, else `default`. See `manifest.py` for the pod, `sandbox.py` for how runs work.
+This package only describes the backend; `client.py` (the client and the backend object),
+`manifest.py` (the pod), `policy.py` (the no-network NetworkPolicy) and `sandbox.py` (how
+runs work) import the SDK, so they are imported only when a session opens.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from typing import Any
 
-import kubernetes.client
-import kubernetes.config
-from kubernetes.client.exceptions import ApiException
-
-from llm_sandbox.backends.base import Backend, RuntimeNeeds, Sandbox
-from llm_sandbox.backends.kubernetes import manifest
-from llm_sandbox.backends.kubernetes.pods import PodApi
-from llm_sandbox.backends.kubernetes.sandbox import PodSandbox
-from llm_sandbox.config import SessionConfig
-from llm_sandbox.exceptions import (
-    BackendUnavailableError,
-    ConfigurationError,
-    SandboxRuntimeError,
-)
-
-DEFAULT_NAMESPACE = "default"
-_kube_config: Any = kubernetes.config  # typed package, but these loaders are unannotated
+from llm_sandbox.backends.base import Backend
+from llm_sandbox.backends.kubernetes.options import KubernetesOptions
+from llm_sandbox.backends.registry import BackendCapabilities, BackendDefinition
 
 
-def default_client() -> tuple[Any, str | None]:
-    """(CoreV1Api, the kubeconfig context's namespace) loaded the standard way."""
-    # The client reads KUBECONFIG once, when imported; the variable may have changed since.
-    config_file = os.environ.get("KUBECONFIG") or None
-    try:
-        api_client = _kube_config.new_client_from_config(config_file=config_file)
-    except kubernetes.config.ConfigException as kube_exc:
-        try:
-            _kube_config.load_incluster_config()
-        except kubernetes.config.ConfigException:
-            raise BackendUnavailableError(
-                f"no Kubernetes configuration found ({kube_exc}); set KUBECONFIG or create "
-                "~/.kube/config, or pass client=kubernetes.client.CoreV1Api(...)"
-            ) from kube_exc
-        return kubernetes.client.CoreV1Api(), None
-    namespace = None
-    try:
-        _, active = _kube_config.list_kube_config_contexts(config_file=config_file)
-        namespace = (active or {}).get("context", {}).get("namespace")
-    except kubernetes.config.ConfigException:
-        pass
-    return kubernetes.client.CoreV1Api(api_client), namespace
+def _backend() -> Backend:
+    from llm_sandbox.backends.kubernetes.client import KubernetesBackend
 
-
-def core_api(client: Any) -> Any:
-    """The user's `client=` as a CoreV1Api."""
-    if isinstance(client, kubernetes.client.CoreV1Api):
-        return client
-    if isinstance(client, kubernetes.client.ApiClient):
-        return kubernetes.client.CoreV1Api(client)
-    raise ConfigurationError(
-        f"client= for the kubernetes backend must be a kubernetes.client.CoreV1Api (or "
-        f"ApiClient), got {type(client).__name__}"
-    )
-
-
-def pod_api(config: SessionConfig) -> PodApi:
-    if config.client is not None:
-        core, context_namespace = core_api(config.client), None
-    else:
-        core, context_namespace = default_client()
-    namespace = config.kube_namespace or context_namespace or DEFAULT_NAMESPACE
-    # A client we made is ours to close with the session; the user's stays open.
-    return PodApi(core, namespace, owns_client=config.client is None)
-
-
-def gc_pods(all_: bool, alive: Callable[[str], bool]) -> list[str]:
-    """Delete orphaned session pods (see `llm_sandbox.gc`); a line per pod deleted.
-
-    Looks in every namespace when the credentials allow, else in the context's namespace.
-    Without a kubeconfig there is nothing to clean.
-    """
-    try:
-        core, context_namespace = default_client()
-    except BackendUnavailableError:
-        return []
-    api = PodApi(core, context_namespace or DEFAULT_NAMESPACE, owns_client=True)
-    removed: list[str] = []
-    try:
-        with api.errors("listing session pods"):
-            try:
-                pods = core.list_pod_for_all_namespaces(label_selector=f"{manifest.LABEL}=1").items
-            except ApiException as exc:
-                if exc.status != 403:
-                    raise
-                pods = core.list_namespaced_pod(
-                    api.namespace, label_selector=f"{manifest.LABEL}=1"
-                ).items
-        for pod in pods:
-            if all_ or manifest.orphaned(
-                pod.metadata, pod.status.phase if pod.status else None, alive
-            ):
-                PodApi(core, pod.metadata.namespace).delete(pod.metadata.name, wait=10.0)
-                removed.append(f"kubernetes pod {pod.metadata.namespace}/{pod.metadata.name}")
-    except (BackendUnavailableError, SandboxRuntimeError):
-        return removed  # an unreachable cluster has nothing we can clean now
-    finally:
-        api.close()
-    return removed
-
-
-class KubernetesBackend(Backend):
-    name = "kubernetes"
-
-    def open(self, config: SessionConfig, runtime: RuntimeNeeds) -> Sandbox:
-        return PodSandbox(pod_api(config), config, runtime)
-
-
-def create_backend() -> Backend:
     return KubernetesBackend()
+
+
+def _gc(all_: bool, alive: Callable[[str], bool]) -> list[str]:
+    try:
+        from llm_sandbox.backends.kubernetes.client import gc_pods
+    except ImportError:  # the kubernetes extra is not installed: nothing of ours to clean
+        return []
+    return gc_pods(all_, alive)
+
+
+def _doctor_facts() -> dict[str, object]:
+    from llm_sandbox.backends.kubernetes.client import doctor_facts
+
+    return doctor_facts()
+
+
+KUBERNETES = BackendDefinition(
+    name="kubernetes",
+    factory=_backend,
+    capabilities=BackendCapabilities(
+        container_images=True,
+        filesystem_isolation=True,
+        network_isolation=True,
+        daemon_required=True,
+    ),
+    builtin=True,
+    options=KubernetesOptions,
+    extra="kubernetes",
+    sdk="kubernetes",
+    implied_by=frozenset({"pod_manifest", "kube_namespace"}),
+    gc=_gc,
+    doctor_facts=_doctor_facts,
+)

@@ -21,7 +21,7 @@ from typing import Any
 
 from websocket import ABNF
 
-from llm_sandbox.backends.agent import ChannelStream
+from llm_sandbox.backends.agent.channel import ChannelStream
 from llm_sandbox.backends.base import STDERR, STDOUT
 from llm_sandbox.exceptions import SandboxRuntimeError
 

@@ -36,12 +36,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from llm_sandbox.backends.base import SUPPORT_DIR
 from llm_sandbox.config import MiB, ResourceLimits
+from llm_sandbox.layout import HOST_LABEL, LABEL, PID_LABEL, SUPPORT_DIR
 
-LABEL = "io.llm-sandbox"
-PID_LABEL = f"{LABEL}.pid"
-HOST_LABEL = f"{LABEL}.host"
 NETWORK_LABEL = f"{LABEL}.network"
 """`none` unless the session asked for network: what a NetworkPolicy selects to cut pods off."""
 EXPIRES_ANNOTATION = f"{LABEL}/expires"

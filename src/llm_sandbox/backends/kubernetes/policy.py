@@ -34,6 +34,7 @@ from llm_sandbox.exceptions import (
     ControlUnavailableError,
     SandboxRuntimeError,
 )
+from llm_sandbox.layout import LABEL
 
 POLICY_NAME = "llm-sandbox-no-network"
 RBAC_HINT = "get and create on networkpolicies (API group networking.k8s.io)"
@@ -54,7 +55,7 @@ def policy_manifest() -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": POLICY_NAME, "labels": {manifest.LABEL: "1"}},
+        "metadata": {"name": POLICY_NAME, "labels": {LABEL: "1"}},
         "spec": policy_spec(),
     }
 

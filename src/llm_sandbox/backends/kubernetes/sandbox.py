@@ -1,6 +1,6 @@
 """A session pod: commands through the run agent over a websocket exec, files as tar.
 
-How a run works (the same agent as Docker and Podman, see `agent.py`):
+How a run works (the same agent as Docker and Podman, see `backends/agent`):
 
 * One long-lived exec runs the agent; each command is a message on its stdin and ends with
   nonce end-markers carrying the exit code. A new exec per run costs a websocket handshake
@@ -23,13 +23,15 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
-from llm_sandbox.backends import agent
+from llm_sandbox.backends.agent.channel import ChannelStream
+from llm_sandbox.backends.agent.host import AgentHost, ExecProcess
+from llm_sandbox.backends.agent.protocol import AGENT_SCRIPT, prepare
+from llm_sandbox.backends.agent.tarexec import TarOverExec
 from llm_sandbox.backends.base import ExecRequest, Process, RuntimeNeeds, run_to_completion
-from llm_sandbox.backends.container import RUN_SCRIPT
 from llm_sandbox.backends.kubernetes import manifest, policy
 from llm_sandbox.backends.kubernetes.channel import WebSocketChannels
+from llm_sandbox.backends.kubernetes.options import KubernetesOptions
 from llm_sandbox.backends.kubernetes.pods import PodApi, start_timeout
-from llm_sandbox.backends.tarexec import TarOverExec
 from llm_sandbox.config import ResourceLimits, SessionConfig
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
@@ -38,6 +40,7 @@ from llm_sandbox.exceptions import (
     SandboxRuntimeError,
     SessionStateError,
 )
+from llm_sandbox.layout import RUN_SCRIPT
 
 logger = logging.getLogger("llm_sandbox")
 
@@ -62,22 +65,23 @@ def ulimits(limits: ResourceLimits) -> str:
     return " && ".join(settings)
 
 
-class PodSandbox(TarOverExec, agent.AgentHost):
+class PodSandbox(TarOverExec, AgentHost):
     def __init__(self, api: PodApi, config: SessionConfig, runtime: RuntimeNeeds) -> None:
         self._api = api
         self._config = config
         self._closed = False
         self._stopped: str | None = None
         self.workdir = config.workdir
+        options = config.options(KubernetesOptions)
         defaults = manifest.default_pod(
-            image=config.image or runtime.image,
+            image=options.image or runtime.image,
             workdir=config.workdir,
             limits=config.limits,
             environment=config.environment,
             session_timeout=config.session_timeout,
             network=config.network,
         )
-        self.pod = manifest.pod_manifest(config.pod_manifest, defaults)
+        self.pod = manifest.pod_manifest(options.pod_manifest, defaults)
         container = manifest.sandbox_container(self.pod)
         if not container.get("image"):
             api.close()
@@ -102,7 +106,7 @@ class PodSandbox(TarOverExec, agent.AgentHost):
         limits = ulimits(config.limits)
         self._agent_command = (
             f"export HOME={shlex.quote(self.workdir)} LANG=C.UTF-8; {limits} || exit 125; "
-            f"{agent.AGENT_SCRIPT}"
+            f"{AGENT_SCRIPT}"
         )
         self._check_limits(limits)
         logger.debug("pod %s/%s running %s", api.namespace, self.name, container["image"])
@@ -132,7 +136,7 @@ class PodSandbox(TarOverExec, agent.AgentHost):
                 "libraries cannot be installed in it; open the session with network=True, or "
                 "use an image (or pod_manifest) with the libraries preinstalled"
             )
-        script, payload = agent.prepare(request, self.workdir, under_agent=True)
+        script, payload = prepare(request, self.workdir, under_agent=True)
         return self.start_run(script, payload)
 
     def _exec(self, argv: Sequence[str]) -> WebSocketChannels:
@@ -143,12 +147,12 @@ class PodSandbox(TarOverExec, agent.AgentHost):
             self._check_running()
             raise
 
-    def _open_agent(self) -> agent.ChannelStream:
+    def _open_agent(self) -> ChannelStream:
         return self._exec(["sh", "-c", self._agent_command, RUN_SCRIPT])
 
     def _one_off(self, argv: Sequence[str]) -> Process:
         stream = self._exec(argv)
-        return agent.ExecProcess(stream, stream.exit_code)
+        return ExecProcess(stream, stream.exit_code)
 
     def _internal(self, argv: Sequence[str]) -> tuple[int, bytes]:
         """Run one of our own commands in an exec of its own; (exit code, stdout)."""

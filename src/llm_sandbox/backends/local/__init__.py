@@ -1,38 +1,64 @@
-"""The embedded backend: bubblewrap namespaces, seccomp and cgroups; no daemon needed."""
+"""The embedded backend: bubblewrap namespaces, seccomp and cgroups; no daemon needed.
+
+This package only describes the backend; `sandbox.py` runs it (imported when a session opens).
+"""
 
 from __future__ import annotations
 
-from llm_sandbox.backends.base import Backend, RuntimeNeeds, Sandbox
-from llm_sandbox.config import SessionConfig
+import contextlib
+import glob
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+
+from llm_sandbox.backends.base import Backend
+from llm_sandbox.backends.local.options import LocalOptions
+from llm_sandbox.backends.registry import BackendCapabilities, BackendDefinition
+
+STATE_PREFIX = "llm-sandbox-"
+"""Each session's private host directory: `$TMPDIR/llm-sandbox-*`, holding the owner's pid."""
 
 
-class LocalBackend(Backend):
-    name = "local"
+def _backend() -> Backend:
+    from llm_sandbox.backends.local.sandbox import LocalBackend
 
-    def open(self, config: SessionConfig, runtime: RuntimeNeeds) -> Sandbox:
-        from llm_sandbox.backends.local.host import probe
-        from llm_sandbox.backends.local.sandbox import LocalSandbox
-
-        host = probe()
-        _check_tools(config.lang, runtime)
-        return LocalSandbox(host, config, runtime)
-
-
-def _check_tools(lang: str, runtime: RuntimeNeeds) -> None:
-    """The embedded backend runs the host's toolchain: say exactly which one is missing."""
-    import shutil
-
-    from llm_sandbox.backends.local.sandbox import BASE_PATH
-    from llm_sandbox.exceptions import BackendUnavailableError
-
-    path = ":".join([*runtime.path_dirs, BASE_PATH])
-    for tool, hint in runtime.tools:
-        if shutil.which(tool, path=path) is None:
-            raise BackendUnavailableError(
-                f"lang={lang!r} on the local backend needs `{tool}` on this machine, which is "
-                f"not installed; {hint} (or use backend='docker' with the default image)"
-            )
-
-
-def create_backend() -> Backend:
     return LocalBackend()
+
+
+def _gc(all_: bool, alive: Callable[[str], bool]) -> list[str]:
+    """Embedded sessions leave at most their private directory behind when the caller dies."""
+    removed: list[str] = []
+    for state in glob.glob(os.path.join(tempfile.gettempdir(), f"{STATE_PREFIX}*")):
+        if not os.path.isdir(state):
+            continue
+        owner = ""
+        with contextlib.suppress(OSError), open(f"{state}/owner") as f:
+            owner = f.read().strip()
+        if alive(owner):
+            continue
+        shutil.rmtree(state, ignore_errors=True)
+        removed.append(f"local state {state}")
+    return removed
+
+
+def _doctor_facts() -> dict[str, object]:
+    from llm_sandbox.backends.local.sandbox import doctor_facts
+
+    return doctor_facts()
+
+
+LOCAL = BackendDefinition(
+    name="local",
+    factory=_backend,
+    capabilities=BackendCapabilities(
+        platforms=("linux",),
+        filesystem_isolation=True,
+        network_isolation=True,
+        seccomp=True,
+    ),
+    builtin=True,
+    options=LocalOptions,
+    gc=_gc,
+    doctor_facts=_doctor_facts,
+)

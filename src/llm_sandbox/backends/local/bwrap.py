@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from llm_sandbox.backends.base import LIBS_DIR
+from llm_sandbox.layout import LIBS_DIR
 
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000

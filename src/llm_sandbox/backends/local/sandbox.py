@@ -30,22 +30,28 @@ import time
 from collections.abc import Mapping
 from typing import IO
 
+from llm_sandbox.backends.agent.tarexec import TarOverExec
 from llm_sandbox.backends.base import (
-    CA_ENV,
-    HOST_CA_BUNDLE,
     STDERR,
     STDOUT,
+    Backend,
     ExecRequest,
     ExitStatus,
     Process,
     RuntimeNeeds,
 )
-from llm_sandbox.backends.local import bwrap
+from llm_sandbox.backends.local import STATE_PREFIX, bwrap
 from llm_sandbox.backends.local.cgroups import CgroupLimits, CgroupSet
-from llm_sandbox.backends.local.host import LocalHost
-from llm_sandbox.backends.tarexec import TarOverExec
+from llm_sandbox.backends.local.host import LocalHost, probe
 from llm_sandbox.config import ResourceLimits, SessionConfig
-from llm_sandbox.exceptions import ControlUnavailableError, SandboxRuntimeError, SessionStateError
+from llm_sandbox.exceptions import (
+    BackendUnavailableError,
+    ControlUnavailableError,
+    SandboxError,
+    SandboxRuntimeError,
+    SessionStateError,
+)
+from llm_sandbox.layout import CA_ENV, HOST_CA_BUNDLE
 
 logger = logging.getLogger("llm_sandbox")
 
@@ -86,13 +92,53 @@ def plan_limits(
     return (wanted if needs_cgroup else None), rlimits
 
 
+class LocalBackend(Backend):
+    name = "local"
+
+    def open(self, config: SessionConfig, runtime: RuntimeNeeds) -> LocalSandbox:
+        host = probe()
+        _check_tools(config.lang, runtime)
+        return LocalSandbox(host, config, runtime)
+
+
+def _check_tools(lang: str, runtime: RuntimeNeeds) -> None:
+    """The embedded backend runs the host's toolchain: say exactly which one is missing."""
+    path = ":".join([*runtime.path_dirs, BASE_PATH])
+    for tool, hint in runtime.tools:
+        if shutil.which(tool, path=path) is None:
+            raise BackendUnavailableError(
+                f"lang={lang!r} on the local backend needs `{tool}` on this machine, which is "
+                f"not installed; {hint} (or use backend='docker' with the default image)"
+            )
+
+
+def doctor_facts() -> dict[str, object]:
+    """How this machine enforces the default limits (for `llm-sandbox doctor`)."""
+    host = probe()
+    facts: dict[str, object] = {
+        "cgroup_version": host.cgroups.version if host.cgroups else None,
+        "cgroup_controllers": sorted(host.cgroup_controllers),
+        "bwrap": host.bwrap,
+    }
+    try:
+        cgroup_limits, rlimits = plan_limits(host, ResourceLimits())
+        facts["memory_limit_by"] = "cgroup" if cgroup_limits and cgroup_limits.memory else "rlimit"
+        facts["process_limit_by"] = (
+            "cgroup" if cgroup_limits and cgroup_limits.processes else "rlimit"
+        )
+        facts["rlimits"] = sorted(rlimits)
+    except SandboxError as exc:
+        facts["limits_error"] = str(exc)
+    return facts
+
+
 class LocalSandbox(TarOverExec):
     def __init__(self, host: LocalHost, config: SessionConfig, runtime: RuntimeNeeds) -> None:
         self._host = host
         self._config = config
         self._runtime = runtime
         self._cgroup_limits, self._rlimits = plan_limits(host, config.limits)
-        self._paths = bwrap.SessionPaths(tempfile.mkdtemp(prefix="llm-sandbox-"))
+        self._paths = bwrap.SessionPaths(tempfile.mkdtemp(prefix=STATE_PREFIX))
         self._holder: subprocess.Popen[bytes] | None = None
         self._holder_pid = 0
         self._closed = False

@@ -14,13 +14,10 @@ import docker
 import docker.errors
 
 from llm_sandbox.backends.base import Backend, RuntimeNeeds, Sandbox
-from llm_sandbox.backends.container import (
-    ContainerSandbox,
-    ContainerSpec,
-    SdkEngine,
-    UnixHttp,
-    map_engine_errors,
-)
+from llm_sandbox.backends.container.engine import SdkEngine, UnixHttp, map_engine_errors
+from llm_sandbox.backends.container.options import ContainerOptions
+from llm_sandbox.backends.container.sandbox import ContainerSandbox
+from llm_sandbox.backends.container.spec import ContainerSpec
 from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
@@ -144,9 +141,5 @@ class DockerBackend(Backend):
     errors = docker.errors
 
     def open(self, config: SessionConfig, runtime: RuntimeNeeds) -> Sandbox:
-        client = config.client or default_client()
+        client = config.options(ContainerOptions).client or default_client()
         return ContainerSandbox(DockerEngine(client), config, runtime)
-
-
-def create_backend() -> Backend:
-    return DockerBackend()

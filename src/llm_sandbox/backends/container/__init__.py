@@ -1,0 +1,120 @@
+"""Container engines: Docker and Podman (with runc or gVisor), one container per session.
+
+This package only describes the two backends; `sandbox.py` runs a session's container through
+the small `Engine` interface (`engine.py`), which `docker.py` and `podman.py` adapt their SDKs
+to. Those import the SDKs, so they are imported only when a session opens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from llm_sandbox.backends.base import Backend
+from llm_sandbox.backends.container.options import ContainerOptions
+from llm_sandbox.backends.registry import BackendCapabilities, BackendDefinition, Cleaner
+from llm_sandbox.layout import LABEL, PID_LABEL
+
+CAPABILITIES = BackendCapabilities(
+    container_images=True,
+    filesystem_isolation=True,
+    network_isolation=True,
+    seccomp=True,
+    daemon_required=True,
+)
+IMPLIED_BY = frozenset(
+    {"image", "dockerfile", "keep_template", "commit_container", "runtime_config"}
+)
+"""Options that mean "a container engine" when no backend is named."""
+
+
+def _docker() -> Backend:
+    from llm_sandbox.backends.container.docker import DockerBackend
+
+    return DockerBackend()
+
+
+def _podman() -> Backend:
+    from llm_sandbox.backends.container.podman import PodmanBackend
+
+    return PodmanBackend()
+
+
+def _docker_reachable() -> bool:
+    try:
+        from llm_sandbox.backends.container.docker import engine_reachable
+    except ImportError:
+        return False
+    return engine_reachable()
+
+
+def _podman_reachable() -> bool:
+    try:
+        from llm_sandbox.backends.container.podman import engine_reachable
+    except ImportError:
+        return False
+    return engine_reachable()
+
+
+def _client(engine: str) -> Any:
+    """A client of `engine`'s SDK when its daemon answers, else None."""
+    with contextlib.suppress(Exception):
+        if engine == "docker":
+            from llm_sandbox.backends.container import docker
+
+            return docker.default_client() if docker.engine_reachable() else None
+        from llm_sandbox.backends.container import podman
+
+        return podman.default_client() if podman.engine_reachable() else None
+    return None
+
+
+def _cleaner(engine: str) -> Cleaner:
+    def gc(all_: bool, alive: Callable[[str], bool]) -> list[str]:
+        """Remove our containers and library volumes whose creating process is gone."""
+        client = _client(engine)
+        if client is None:
+            return []
+        removed: list[str] = []
+        for container in client.containers.list(all=True, filters={"label": LABEL}):
+            if all_ or not alive((container.labels or {}).get(PID_LABEL, "")):
+                with contextlib.suppress(Exception):
+                    container.kill()
+                container.remove(force=True)
+                removed.append(f"{engine} container {container.id[:12]}")
+        for volume in client.volumes.list(filters={"label": LABEL}):
+            if all_ or not alive((volume.attrs.get("Labels") or {}).get(PID_LABEL, "")):
+                with contextlib.suppress(Exception):
+                    volume.remove(force=True)
+                    removed.append(f"{engine} volume {volume.name}")
+        return removed
+
+    return gc
+
+
+DOCKER = BackendDefinition(
+    name="docker",
+    factory=_docker,
+    capabilities=CAPABILITIES,
+    builtin=True,
+    options=ContainerOptions,
+    extra="docker",
+    sdk="docker",
+    implied_by=IMPLIED_BY,
+    reachable=_docker_reachable,
+    gc=_cleaner("docker"),
+    doctor_variants=(("", {}), ("+runsc", {"runtime_config": {"runtime": "runsc"}})),
+)
+PODMAN = BackendDefinition(
+    name="podman",
+    factory=_podman,
+    capabilities=CAPABILITIES,
+    builtin=True,
+    options=ContainerOptions,
+    extra="podman",
+    sdk="podman",
+    implied_by=IMPLIED_BY,
+    reachable=_podman_reachable,
+    gc=_cleaner("podman"),
+)

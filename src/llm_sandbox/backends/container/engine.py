@@ -1,0 +1,190 @@
+"""The engine interface Docker and Podman adapt their SDKs to, and what they share.
+
+`Engine` is the few engine-specific operations; `SdkEngine` what both SDKs spell alike;
+`map_engine_errors` translates SDK errors at this boundary only; `UnixHttp` hijacks an exec
+connection on the engine's unix socket; `resolve_image` picks (or builds) the image to run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from llm_sandbox.backends.container.options import ContainerOptions
+from llm_sandbox.backends.container.spec import ContainerSpec
+from llm_sandbox.config import SessionConfig
+from llm_sandbox.exceptions import (
+    BackendUnavailableError,
+    ConfigurationError,
+    ImageBuildError,
+    SandboxRuntimeError,
+)
+
+
+class Engine(ABC):
+    """The engine-specific operations; implemented by docker.py and podman.py."""
+
+    name: str
+
+    @abstractmethod
+    def create(self, spec: ContainerSpec) -> str:
+        """Create and start the session container; returns its id."""
+
+    @abstractmethod
+    def exec_start(
+        self, container: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, user: str
+    ) -> tuple[str, socket.socket, bytes]:
+        """Start an attached exec; returns (exec id, raw socket, bytes already read)."""
+
+    @abstractmethod
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        """The exec's exit code, or None while it is still running."""
+
+    @abstractmethod
+    def container_state(self, container: str) -> dict[str, Any]:
+        """The engine's State of the container (`Running`, `OOMKilled`, `ExitCode`, ...)."""
+
+    @abstractmethod
+    def create_volume(self, name: str, labels: Mapping[str, str]) -> None: ...
+
+    @abstractmethod
+    def remove_volume(self, name: str) -> None: ...
+
+    @abstractmethod
+    def set_network(self, container: str, enabled: bool) -> None:
+        """Connect the container to the default network, or disconnect it."""
+
+    @abstractmethod
+    def remove(self, container: str) -> None:
+        """Kill and remove the container without a stop grace period."""
+
+    @abstractmethod
+    def commit(self, container: str, repository: str, tag: str) -> str:
+        """Save the container's file system as a new image; returns its name."""
+
+    @abstractmethod
+    def image_exists(self, image: str) -> bool: ...
+
+    @abstractmethod
+    def build_image(self, context: Path, dockerfile: str, tag: str) -> None: ...
+
+    @abstractmethod
+    def remove_image(self, image: str) -> None: ...
+
+    honours_tmpfs_mode = True
+    """False when the engine ignores a tmpfs mount's mode and owner (Podman copies the image's)."""
+
+
+@contextlib.contextmanager
+def map_engine_errors(action: str, engine: str, errors: Any) -> Iterator[None]:
+    """Translate an engine SDK's errors into ours, at the backend boundary only.
+
+    `errors` is the SDK's errors module: the Docker and Podman SDKs name their exceptions
+    alike (BuildError, ImageNotFound, APIError, DockerException).
+    """
+    try:
+        yield
+    except errors.BuildError as exc:
+        raise ImageBuildError(f"{action} failed: {exc}") from exc
+    except errors.ImageNotFound as exc:
+        raise ConfigurationError(f"{action}: image not found ({exc})") from exc
+    except errors.APIError as exc:
+        raise SandboxRuntimeError(f"{action}: {exc.explanation or exc}") from exc
+    except (errors.DockerException, OSError) as exc:
+        raise BackendUnavailableError(f"{action}: {engine} is not reachable ({exc})") from exc
+
+
+class SdkEngine(Engine):
+    """What the Docker and Podman SDKs spell the same way."""
+
+    client: Any
+    errors: Any
+    """The SDK's errors module, for `map_engine_errors`."""
+
+    def build_image(self, context: Path, dockerfile: str, tag: str) -> None:
+        with map_engine_errors(f"building {dockerfile}", self.name, self.errors):
+            self.client.images.build(
+                path=str(context), dockerfile=dockerfile, tag=tag, rm=True, forcerm=True
+            )
+
+    def remove_image(self, image: str) -> None:
+        with map_engine_errors(f"removing image {image}", self.name, self.errors):
+            self.client.images.remove(image, force=True)
+
+
+def resolve_image(engine: Engine, config: SessionConfig, default: str | None) -> tuple[str, bool]:
+    """The image to run, building `dockerfile` if given; (name, built for this session)."""
+    options = config.options(ContainerOptions)
+    if options.dockerfile:
+        path = Path(options.dockerfile)
+        if not path.is_file():
+            raise ConfigurationError(f"dockerfile {options.dockerfile!r} does not exist")
+        tag = f"localhost/llm-sandbox-build:{uuid.uuid4().hex[:12]}"
+        engine.build_image(path.parent.resolve(), path.name, tag)
+        return tag, True
+    image = options.image or default
+    if image is None:
+        raise ConfigurationError(f"no image for language {config.lang!r}; pass image=")
+    if not engine.image_exists(image):
+        if options.image:
+            message = f"image {image!r} is not available locally to {engine.name}; build or load it"
+        else:
+            message = (
+                f"the default {config.lang} image {image!r} is not built yet; run: "
+                f"llm-sandbox images build {config.lang} --engine {engine.name}"
+            )
+        raise ConfigurationError(message)
+    return image, False
+
+
+class UnixHttp:
+    """Just enough HTTP/1.1 on an engine's unix socket to hijack an exec-start connection.
+
+    Both engines serve Docker's `POST /exec/{id}/start` with `Upgrade: tcp`; after the reply
+    headers the connection carries the multiplexed stream, and stdin goes the other way.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(30)
+        sock.connect(self.path)
+        return sock
+
+    def _send(self, sock: socket.socket, method: str, url: str, body: dict[str, Any]) -> None:
+        payload = json.dumps(body).encode()
+        head = (
+            f"{method} {url} HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+        )
+        sock.sendall(head.encode() + payload)
+
+    @staticmethod
+    def _read_head(sock: socket.socket) -> tuple[int, bytes]:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise SandboxRuntimeError("the engine closed the connection")
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        return status, rest
+
+    def hijack(self, url: str, body: dict[str, Any]) -> tuple[socket.socket, bytes]:
+        sock = self._connect()
+        self._send(sock, "POST", url, body)
+        status, rest = self._read_head(sock)
+        if status not in (101, 200):
+            sock.close()
+            raise SandboxRuntimeError(f"exec start failed with HTTP {status}: {rest[:300]!r}")
+        sock.settimeout(None)
+        return sock, rest

@@ -1,0 +1,33 @@
+"""The options the Kubernetes backend understands (beyond the common ones)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+from llm_sandbox.config import BackendOptions, check_type
+
+
+@dataclass(frozen=True)
+class KubernetesOptions(BackendOptions):
+    image: str | None = None
+    """The sandbox container's image; None: the language's default image."""
+    client: object | None = None
+    """Your own `kubernetes.client.CoreV1Api` (or `ApiClient`)."""
+    pod_manifest: Mapping[str, object] | None = None
+    """A pod manifest honoured as given; our hardened defaults fill only what it leaves unset."""
+    kube_namespace: str | None = None
+    """The namespace of session pods; else the kubeconfig context's, else `default`."""
+
+    accepted_by_hint: ClassVar[Mapping[str, str]] = {
+        "runtime_config": "Describe resources and security settings in pod_manifest instead."
+    }
+
+    def __post_init__(self) -> None:
+        for name in ("image", "kube_namespace"):
+            value = getattr(self, name)
+            if value is not None:
+                check_type(value, str, name, "a string")
+        if self.pod_manifest is not None:
+            check_type(self.pod_manifest, Mapping, "pod_manifest", "a pod manifest (a dict)")
