@@ -28,7 +28,9 @@ from typing import Any
 
 import pytest
 
+from fake_backend import FakeBackend
 from llm_sandbox import SandboxSession
+from llm_sandbox.backends.registry import register_backend, unregister_backend
 from llm_sandbox.exceptions import BackendUnavailableError
 from support import IN_CI
 
@@ -71,6 +73,14 @@ def kube_emulator() -> Any:
     """The running emulator (None against a real cluster)."""
     kube_cluster()
     return _emulator[0] if _emulator else None
+
+
+@pytest.fixture(scope="session")
+def fake_backend() -> Iterator[type[FakeBackend]]:
+    """The test double backend "fake" (see `fake_backend.py`), registered for the run."""
+    register_backend("fake", FakeBackend)
+    yield FakeBackend
+    unregister_backend("fake")
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,13 @@ with SandboxSession(lang="python") as session:
 """
 
 from llm_sandbox.artifact_session import ArtifactSandboxSession
+from llm_sandbox.backends.registry import (
+    BackendCapabilities,
+    BackendDefinition,
+    get_backend,
+    list_backends,
+    register_backend,
+)
 from llm_sandbox.config import ResourceLimits, SandboxBackend
 from llm_sandbox.exceptions import SandboxError, SandboxTimeoutError
 from llm_sandbox.results import ArtifactFile, ConsoleOutput, ExecutionResult, PlotOutput, Verdict
@@ -17,6 +24,8 @@ from llm_sandbox.session import SandboxSession
 __all__ = [
     "ArtifactFile",
     "ArtifactSandboxSession",
+    "BackendCapabilities",
+    "BackendDefinition",
     "ConsoleOutput",
     "ExecutionResult",
     "PlotOutput",
@@ -26,5 +35,8 @@ __all__ = [
     "SandboxSession",
     "SandboxTimeoutError",
     "Verdict",
+    "get_backend",
+    "list_backends",
+    "register_backend",
 ]
 __version__ = "0.1.0"

@@ -27,7 +27,14 @@ from typing import TypeVar, Unpack
 
 from llm_sandbox import archive
 from llm_sandbox.backends import registry
-from llm_sandbox.backends.base import STDOUT, ExecRequest, ExitStatus, Process, Sandbox
+from llm_sandbox.backends.base import (
+    STDOUT,
+    ExecRequest,
+    ExitStatus,
+    Process,
+    Sandbox,
+    read_to_end,
+)
 from llm_sandbox.config import SandboxBackend, check_timeout
 from llm_sandbox.exceptions import (
     ConfigurationError,
@@ -45,7 +52,6 @@ from llm_sandbox.security import Violation
 
 _Session = TypeVar("_Session", bound="SandboxSession")
 INSTALL_TIMEOUT_FLOOR = 300.0
-_POLL_FOREVER = 3600.0
 
 
 class State(enum.Enum):
@@ -458,17 +464,10 @@ class SandboxSession:
 def _drain(
     process: Process, deadline: float | None, out: CappedStream, err: CappedStream
 ) -> ExitStatus:
-    while True:
-        remaining = _POLL_FOREVER if deadline is None else deadline - time.monotonic()
-        if remaining <= 0:
-            raise _Deadline
-        chunk = process.read(remaining)
-        if chunk is None:
-            continue
-        stream, data = chunk
-        if stream == 0:
-            break
-        (out if stream == STDOUT else err).feed(data)
+    if not read_to_end(
+        process, deadline, lambda stream, data: (out if stream == STDOUT else err).feed(data)
+    ):
+        raise _Deadline
     out.finish()
     err.finish()
     return process.wait()

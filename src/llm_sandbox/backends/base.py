@@ -8,16 +8,21 @@ commands, capping and decoding output, deadlines, policy — lives above this pr
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from llm_sandbox.exceptions import SandboxRuntimeError
 
 if TYPE_CHECKING:
     from llm_sandbox.config import SessionConfig
 
 STDOUT = 1
 STDERR = 2
+POLL_FOREVER = 3600.0
+"""How long one read waits when a process has no deadline."""
 
 
 @dataclass(frozen=True)
@@ -115,23 +120,33 @@ class RuntimeNeeds:
     """(program, install hint) the embedded backend checks for on the host before opening."""
 
 
-def run_to_completion(process: Process, timeout: float = 60.0) -> tuple[int, bytes, bytes]:
-    """Drain a process used internally (tar, mkdir); returns exit code, stdout, stderr."""
-    import time
-
-    out: list[bytes] = []
-    err: list[bytes] = []
-    deadline = time.monotonic() + timeout
+def read_to_end(
+    process: Process, deadline: float | None, sink: Callable[[int, bytes], None]
+) -> bool:
+    """Hand every output chunk to `sink(stream, data)` until the output ends (True) or the
+    monotonic `deadline` passes first (False; the process is left running)."""
     while True:
-        remaining = deadline - time.monotonic()
+        remaining = POLL_FOREVER if deadline is None else deadline - time.monotonic()
         if remaining <= 0:
-            process.kill()
-            raise TimeoutError(f"internal sandbox command did not finish within {timeout} s")
+            return False
         chunk = process.read(remaining)
         if chunk is None:
             continue
         stream, data = chunk
         if stream == 0:
-            break
-        (out if stream == STDOUT else err).append(data)
+            return True
+        sink(stream, data)
+
+
+def run_to_completion(process: Process, timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+    """Drain a process used internally (tar, mkdir); returns exit code, stdout, stderr."""
+    out: list[bytes] = []
+    err: list[bytes] = []
+    if not read_to_end(
+        process,
+        time.monotonic() + timeout,
+        lambda stream, data: (out if stream == STDOUT else err).append(data),
+    ):
+        process.kill()
+        raise SandboxRuntimeError(f"an internal sandbox command did not finish within {timeout} s")
     return process.wait().exit_code, b"".join(out), b"".join(err)

@@ -8,6 +8,7 @@ to. Those import the SDKs, so they are imported only when a session opens.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -29,44 +30,27 @@ IMPLIED_BY = frozenset(
 """Options that mean "a container engine" when no backend is named."""
 
 
-def _docker() -> Backend:
-    from llm_sandbox.backends.container.docker import DockerBackend
-
-    return DockerBackend()
-
-
-def _podman() -> Backend:
-    from llm_sandbox.backends.container.podman import PodmanBackend
-
-    return PodmanBackend()
+def _engine_module(engine: str) -> Any:
+    """`docker.py` or `podman.py`, which import their SDK."""
+    return importlib.import_module(f"llm_sandbox.backends.container.{engine}")
 
 
-def _docker_reachable() -> bool:
-    try:
-        from llm_sandbox.backends.container.docker import engine_reachable
-    except ImportError:
-        return False
-    return engine_reachable()
+def _reachable(engine: str) -> Callable[[], bool]:
+    def reachable() -> bool:
+        try:
+            module = _engine_module(engine)
+        except ImportError:
+            return False
+        return bool(module.engine_reachable())
 
-
-def _podman_reachable() -> bool:
-    try:
-        from llm_sandbox.backends.container.podman import engine_reachable
-    except ImportError:
-        return False
-    return engine_reachable()
+    return reachable
 
 
 def _client(engine: str) -> Any:
     """A client of `engine`'s SDK when its daemon answers, else None."""
     with contextlib.suppress(Exception):
-        if engine == "docker":
-            from llm_sandbox.backends.container import docker
-
-            return docker.default_client() if docker.engine_reachable() else None
-        from llm_sandbox.backends.container import podman
-
-        return podman.default_client() if podman.engine_reachable() else None
+        module = _engine_module(engine)
+        return module.default_client() if module.engine_reachable() else None
     return None
 
 
@@ -93,28 +77,27 @@ def _cleaner(engine: str) -> Cleaner:
     return gc
 
 
-DOCKER = BackendDefinition(
-    name="docker",
-    factory=_docker,
-    capabilities=CAPABILITIES,
-    builtin=True,
-    options=ContainerOptions,
-    extra="docker",
-    sdk="docker",
-    implied_by=IMPLIED_BY,
-    reachable=_docker_reachable,
-    gc=_cleaner("docker"),
-    doctor_variants=(("", {}), ("+runsc", {"runtime_config": {"runtime": "runsc"}})),
+def _definition(engine: str, **more: Any) -> BackendDefinition:
+    def factory() -> Backend:
+        backend: Backend = _engine_module(engine).ENGINE_BACKEND()
+        return backend
+
+    return BackendDefinition(
+        name=engine,
+        factory=factory,
+        capabilities=CAPABILITIES,
+        builtin=True,
+        options=ContainerOptions,
+        extra=engine,
+        sdk=engine,
+        implied_by=IMPLIED_BY,
+        reachable=_reachable(engine),
+        gc=_cleaner(engine),
+        **more,
+    )
+
+
+DOCKER = _definition(
+    "docker", doctor_variants=(("", {}), ("+runsc", {"runtime_config": {"runtime": "runsc"}}))
 )
-PODMAN = BackendDefinition(
-    name="podman",
-    factory=_podman,
-    capabilities=CAPABILITIES,
-    builtin=True,
-    options=ContainerOptions,
-    extra="podman",
-    sdk="podman",
-    implied_by=IMPLIED_BY,
-    reachable=_podman_reachable,
-    gc=_cleaner("podman"),
-)
+PODMAN = _definition("podman")

@@ -14,7 +14,7 @@ import docker
 import docker.errors
 
 from llm_sandbox.backends.base import Backend, RuntimeNeeds, Sandbox
-from llm_sandbox.backends.container.engine import SdkEngine, UnixHttp, map_engine_errors
+from llm_sandbox.backends.container.engine import SdkEngine, UnixHttp
 from llm_sandbox.backends.container.options import ContainerOptions
 from llm_sandbox.backends.container.sandbox import ContainerSandbox
 from llm_sandbox.backends.container.spec import ContainerSpec
@@ -22,10 +22,6 @@ from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
 )
-
-
-def map_errors(action: str) -> contextlib.AbstractContextManager[None]:
-    return map_engine_errors(action, "Docker", docker.errors)
 
 
 def default_client() -> Any:
@@ -51,6 +47,7 @@ def engine_reachable() -> bool:
 class DockerEngine(SdkEngine):
     name = "docker"
     errors = docker.errors
+    default_network = "bridge"
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -62,7 +59,7 @@ class DockerEngine(SdkEngine):
         self._http = UnixHttp(socket_path) if socket_path else None
 
     def create(self, spec: ContainerSpec) -> str:
-        with map_errors(f"creating a container from {spec.image}"):
+        with self.map_errors(f"creating a container from {spec.image}"):
             container = self.client.containers.create(spec.image, **spec.options)
             try:
                 if spec.isolate:
@@ -76,7 +73,7 @@ class DockerEngine(SdkEngine):
     def exec_start(
         self, container: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, user: str
     ) -> tuple[str, socket.socket, bytes]:
-        with map_errors("starting a command in the container"):
+        with self.map_errors("starting a command in the container"):
             exec_id = self.api.exec_create(
                 container, list(argv), stdin=True, environment=dict(env), workdir=cwd, user=user
             )["Id"]
@@ -89,46 +86,34 @@ class DockerEngine(SdkEngine):
         raw: socket.socket = getattr(wrapper, "_sock", wrapper)
         return str(exec_id), raw, b""
 
-    def exec_exit_code(self, exec_id: str) -> int | None:
-        with map_errors("reading an exit code"):
-            info = self.api.exec_inspect(exec_id)
-        if info.get("Running"):
-            return None
-        code = info.get("ExitCode")
-        return int(code) if code is not None else None
+    def exec_info(self, exec_id: str) -> dict[str, Any]:
+        info: dict[str, Any] = self.api.exec_inspect(exec_id)
+        return info
 
     def container_state(self, container: str) -> dict[str, Any]:
-        with map_errors("inspecting the container"):
+        with self.map_errors("inspecting the container"):
             state: dict[str, Any] = self.api.inspect_container(container)["State"]
         return state
 
     def create_volume(self, name: str, labels: Mapping[str, str]) -> None:
-        with map_errors("creating the libraries volume"):
+        with self.map_errors("creating the libraries volume"):
             self.client.volumes.create(name=name, labels=dict(labels))
 
     def remove_volume(self, name: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound), map_errors("removing a volume"):
+        with contextlib.suppress(docker.errors.NotFound), self.map_errors("removing a volume"):
             self.client.volumes.get(name).remove(force=True)
 
-    def set_network(self, container: str, enabled: bool) -> None:
-        with map_errors("switching the container's network"):
-            network = self.client.networks.get("bridge")
-            if enabled:
-                network.connect(container)
-            else:
-                network.disconnect(container, force=True)
-
     def remove(self, container: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound), map_errors("removing the container"):
+        with contextlib.suppress(docker.errors.NotFound), self.map_errors("removing the container"):
             self.api.remove_container(container, force=True)
 
     def commit(self, container: str, repository: str, tag: str) -> str:
-        with map_errors("committing the container"):
+        with self.map_errors("committing the container"):
             self.api.commit(container, repository=repository, tag=tag)
         return f"{repository}:{tag}"
 
     def image_exists(self, image: str) -> bool:
-        with map_errors(f"looking up image {image}"):
+        with self.map_errors(f"looking up image {image}"):
             try:
                 self.client.images.get(image)
             except docker.errors.ImageNotFound:
@@ -143,3 +128,7 @@ class DockerBackend(Backend):
     def open(self, config: SessionConfig, runtime: RuntimeNeeds) -> Sandbox:
         client = config.options(ContainerOptions).client or default_client()
         return ContainerSandbox(DockerEngine(client), config, runtime)
+
+
+ENGINE_BACKEND = DockerBackend
+"""What the container package's definition instantiates."""

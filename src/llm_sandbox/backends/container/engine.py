@@ -106,15 +106,40 @@ class SdkEngine(Engine):
     client: Any
     errors: Any
     """The SDK's errors module, for `map_engine_errors`."""
+    default_network: str
+    """The engine's default network, which `set_network` connects a container to."""
+
+    def map_errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        return map_engine_errors(action, self.name.capitalize(), self.errors)
+
+    @abstractmethod
+    def exec_info(self, exec_id: str) -> dict[str, Any]:
+        """The engine's inspection of an exec (`Running`, `ExitCode`)."""
+
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        with self.map_errors("reading an exit code"):
+            info = self.exec_info(exec_id)
+        if info.get("Running"):
+            return None
+        code = info.get("ExitCode")
+        return int(code) if code is not None else None
+
+    def set_network(self, container: str, enabled: bool) -> None:
+        with self.map_errors("switching the container's network"):
+            network = self.client.networks.get(self.default_network)
+            if enabled:
+                network.connect(container)
+            else:
+                network.disconnect(container, force=True)
 
     def build_image(self, context: Path, dockerfile: str, tag: str) -> None:
-        with map_engine_errors(f"building {dockerfile}", self.name, self.errors):
+        with self.map_errors(f"building {dockerfile}"):
             self.client.images.build(
                 path=str(context), dockerfile=dockerfile, tag=tag, rm=True, forcerm=True
             )
 
     def remove_image(self, image: str) -> None:
-        with map_engine_errors(f"removing image {image}", self.name, self.errors):
+        with self.map_errors(f"removing image {image}"):
             self.client.images.remove(image, force=True)
 
 

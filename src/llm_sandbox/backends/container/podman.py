@@ -22,7 +22,7 @@ import podman
 import podman.errors
 
 from llm_sandbox.backends.base import Backend, RuntimeNeeds, Sandbox
-from llm_sandbox.backends.container.engine import SdkEngine, UnixHttp, map_engine_errors
+from llm_sandbox.backends.container.engine import SdkEngine, UnixHttp
 from llm_sandbox.backends.container.options import ContainerOptions
 from llm_sandbox.backends.container.sandbox import ContainerSandbox
 from llm_sandbox.backends.container.spec import ContainerSpec
@@ -30,10 +30,6 @@ from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
 )
-
-
-def map_errors(action: str) -> contextlib.AbstractContextManager[None]:
-    return map_engine_errors(action, "Podman", podman.errors)
 
 
 def default_socket() -> str:
@@ -69,6 +65,7 @@ def engine_reachable() -> bool:
 class PodmanEngine(SdkEngine):
     name = "podman"
     errors = podman.errors
+    default_network = "podman"
     honours_tmpfs_mode = False
 
     def __init__(self, client: Any) -> None:
@@ -96,7 +93,7 @@ class PodmanEngine(SdkEngine):
         if "nano_cpus" in options:
             options["cpu_period"] = 100_000
             options["cpu_quota"] = int(options.pop("nano_cpus") / 1e9 * 100_000)
-        with map_errors(f"creating a container from {spec.image}"):
+        with self.map_errors(f"creating a container from {spec.image}"):
             container = self.client.containers.create(spec.image, **options)
             try:
                 # Podman writes resolv.conf at start from the networks attached then, so it
@@ -121,7 +118,7 @@ class PodmanEngine(SdkEngine):
             "WorkingDir": cwd,
             "User": user,
         }
-        with map_errors("starting a command in the container"):
+        with self.map_errors("starting a command in the container"):
             response = self.client.api.post(
                 f"/containers/{container}/exec", data=json.dumps(body), compatible=True
             )
@@ -132,25 +129,21 @@ class PodmanEngine(SdkEngine):
             )
         return exec_id, sock, ahead
 
-    def exec_exit_code(self, exec_id: str) -> int | None:
-        with map_errors("reading an exit code"):
-            response = self.client.api.get(f"/exec/{exec_id}/json", compatible=True)
-            response.raise_for_status()
-            info = response.json()
-        if info.get("Running"):
-            return None
-        code = info.get("ExitCode")
-        return int(code) if code is not None else None
+    def exec_info(self, exec_id: str) -> dict[str, Any]:
+        response = self.client.api.get(f"/exec/{exec_id}/json", compatible=True)
+        response.raise_for_status()
+        info: dict[str, Any] = response.json()
+        return info
 
     def container_state(self, container: str) -> dict[str, Any]:
-        with map_errors("inspecting the container"):
+        with self.map_errors("inspecting the container"):
             response = self.client.api.get(f"/containers/{container}/json", compatible=True)
             response.raise_for_status()
             state: dict[str, Any] = response.json()["State"]
         return state
 
     def create_volume(self, name: str, labels: Mapping[str, str]) -> None:
-        with map_errors("creating the libraries volume"):
+        with self.map_errors("creating the libraries volume"):
             # Podman hands a new volume to the container's user unless told who owns it;
             # it must stay root's, so that only installs (run as root) can write it.
             self.client.volumes.create(
@@ -158,32 +151,24 @@ class PodmanEngine(SdkEngine):
             )
 
     def remove_volume(self, name: str) -> None:
-        with contextlib.suppress(podman.errors.NotFound), map_errors("removing a volume"):
+        with contextlib.suppress(podman.errors.NotFound), self.map_errors("removing a volume"):
             self.client.volumes.remove(name, force=True)
-
-    def set_network(self, container: str, enabled: bool) -> None:
-        with map_errors("switching the container's network"):
-            network = self.client.networks.get("podman")
-            if enabled:
-                network.connect(container)
-            else:
-                network.disconnect(container, force=True)
 
     def remove(self, container: str) -> None:
         # A forced remove of a running container waits out the stop grace period; kill first.
-        with contextlib.suppress(podman.errors.NotFound), map_errors("removing the container"):
+        with contextlib.suppress(podman.errors.NotFound), self.map_errors("removing the container"):
             found = self.client.containers.get(container)
             with contextlib.suppress(podman.errors.APIError):
                 found.kill(signal="SIGKILL")
             found.remove(force=True)
 
     def commit(self, container: str, repository: str, tag: str) -> str:
-        with map_errors("committing the container"):
+        with self.map_errors("committing the container"):
             self.client.containers.get(container).commit(repository=repository, tag=tag)
         return f"{repository}:{tag}"
 
     def image_exists(self, image: str) -> bool:
-        with map_errors(f"looking up image {image}"):
+        with self.map_errors(f"looking up image {image}"):
             return bool(self.client.images.exists(image))
 
 
@@ -252,3 +237,7 @@ class PodmanBackend(Backend):
     def open(self, config: SessionConfig, runtime: RuntimeNeeds) -> Sandbox:
         client = config.options(ContainerOptions).client or default_client()
         return ContainerSandbox(PodmanEngine(client), config, runtime)
+
+
+ENGINE_BACKEND = PodmanBackend
+"""What the container package's definition instantiates."""
