@@ -158,12 +158,6 @@ def ensure(core: Any, namespace: str) -> None:
         _ensured.add(key)
 
 
-def forget() -> None:
-    """Drop the per-process cache (tests; after deleting a policy)."""
-    with _lock:
-        _ensured.clear()
-
-
 def status(core: Any, namespace: str) -> str:
     """One line for `llm-sandbox doctor`: is the policy there and ours, or can it be made?
 
