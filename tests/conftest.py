@@ -18,7 +18,6 @@ When that file does not exist, the kubernetes tests are skipped (even under CI).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import pytest
 
 from fake_backend import FakeBackend
 from llm_sandbox import SandboxSession
-from llm_sandbox.backends.registry import register_backend, unregister_backend
+from llm_sandbox.backends.registry import list_backends, register_backend, unregister_backend
 from llm_sandbox.exceptions import BackendUnavailableError
 from support import IN_CI
 
@@ -103,11 +102,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def implemented_backends() -> list[str]:
-    return [
-        name
-        for name in ALL_BACKENDS
-        if importlib.util.find_spec(f"llm_sandbox.backends.{name}") is not None
-    ]
+    known = {definition.name for definition in list_backends()}
+    return [name for name in ALL_BACKENDS if name in known]
 
 
 def backend_options(name: str) -> dict[str, Any]:
