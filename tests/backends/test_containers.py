@@ -144,7 +144,7 @@ def test_runtime_config_limits_are_applied(container_backend: str) -> None:
 
 
 def test_unknown_runtime_config_key_lists_accepted(container_backend: str) -> None:
-    with pytest.raises(ConfigurationError, match="accepts: cap_add"):
+    with pytest.raises(ConfigurationError, match="accept: cap_add"):
         SandboxSession(backend=container_backend, runtime_config={"shm_size": "1g"})
 
 

@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from llm_sandbox import ResourceLimits, SandboxSession
 from llm_sandbox.backends.kubernetes import manifest, policy
+from llm_sandbox.backends.registry import get_backend
 from llm_sandbox.cleanup import collect
 from llm_sandbox.exceptions import (
     ConfigurationError,
@@ -379,7 +380,6 @@ def test_a_users_client_is_used_for_the_policy(core: Any, monkeypatch: pytest.Mo
 
 
 def test_doctor_reports_the_no_network_policy(core: Any, emulator: Any) -> None:
-    from llm_sandbox import doctor
 
     namespace = fresh_namespace()
     assert "missing; the first session without network creates it" in policy.status(core, namespace)
@@ -396,4 +396,6 @@ def test_doctor_reports_the_no_network_policy(core: Any, emulator: Any) -> None:
         emulator.forbid_network_policies = False
     assert "403" in shown
     assert "get and create on networkpolicies" in shown
-    assert "no_network_policy" in doctor._kube_extras()
+    facts = get_backend("kubernetes").doctor_facts
+    assert facts is not None
+    assert "no_network_policy" in facts()

@@ -66,7 +66,7 @@ class ContainerOptions(BackendOptions):
         if unknown:
             raise ConfigurationError(
                 f"runtime_config key(s) {', '.join(map(repr, unknown))} are not supported by the "
-                f"container engines; they accept: {', '.join(RUNTIME_KEYS)}"
+                f"docker and podman backends, which accept: {', '.join(RUNTIME_KEYS)}"
             )
         _environment(self.runtime_config.get("environment"))
 
