@@ -25,6 +25,13 @@ because they all carry the same action. :class:`AnyBitSet` takes one cube per bi
 :class:`OneOf` one exact cube per value, and :class:`NoneOf` the complement of its values,
 split along a binary trie (:func:`_complement`). That is exact, so the profile answers
 ``personality`` exactly as the BPF program does, at the price of 64 rules for it.
+
+What the engine decides
+-----------------------
+runc skips, without a word, a name its libseccomp does not know yet: with libseccomp 2.5.4,
+``open_tree_attr`` (Linux 6.15) is not refused in a container although the profile names it. A
+profile cannot name a syscall by number, so only a newer libseccomp closes that gap; the
+embedded backend's program refuses it by number.
 """
 
 from __future__ import annotations

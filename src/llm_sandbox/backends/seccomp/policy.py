@@ -289,6 +289,25 @@ DELIBERATE_DIFFERENCES: Final[Mapping[str, str]] = {
 # asm-generic/unistd.h. open_tree_attr (Linux 6.15) is newer than those headers; its number is
 # from arch/x86/entry/syscalls/syscall_64.tbl and scripts/syscall.tbl.
 
+# From Linux 5.1 on (pidfd_send_signal, 424), a new syscall gets the same number on every
+# architecture but alpha.
+_SINCE_LINUX_5_1: Final[Mapping[str, int]] = {
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "fspick": 433,
+    "clone3": 435,
+    "pidfd_getfd": 438,
+    "mount_setattr": 442,
+    "quotactl_fd": 443,
+    "open_tree_attr": 467,
+}
+
 _X86_64_SYSCALLS: Final[Mapping[str, int]] = {
     "ioctl": 16,
     "clone": 56,
@@ -339,20 +358,7 @@ _X86_64_SYSCALLS: Final[Mapping[str, int]] = {
     "kexec_file_load": 320,
     "bpf": 321,
     "userfaultfd": 323,
-    "io_uring_setup": 425,
-    "io_uring_enter": 426,
-    "io_uring_register": 427,
-    "open_tree": 428,
-    "move_mount": 429,
-    "fsopen": 430,
-    "fsconfig": 431,
-    "fsmount": 432,
-    "fspick": 433,
-    "clone3": 435,
-    "pidfd_getfd": 438,
-    "mount_setattr": 442,
-    "quotactl_fd": 443,
-    "open_tree_attr": 467,
+    **_SINCE_LINUX_5_1,
 }
 
 _AARCH64_SYSCALLS: Final[Mapping[str, int]] = {
@@ -399,20 +405,7 @@ _AARCH64_SYSCALLS: Final[Mapping[str, int]] = {
     "bpf": 280,
     "userfaultfd": 282,
     "kexec_file_load": 294,
-    "io_uring_setup": 425,
-    "io_uring_enter": 426,
-    "io_uring_register": 427,
-    "open_tree": 428,
-    "move_mount": 429,
-    "fsopen": 430,
-    "fsconfig": 431,
-    "fsmount": 432,
-    "fspick": 433,
-    "clone3": 435,
-    "pidfd_getfd": 438,
-    "mount_setattr": 442,
-    "quotactl_fd": 443,
-    "open_tree_attr": 467,
+    **_SINCE_LINUX_5_1,
 }
 
 
