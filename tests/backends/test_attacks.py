@@ -578,6 +578,7 @@ SYSCALL_NR = {
         "keyctl": 250,
         "io_uring_setup": 425,
         "bpf": 321,
+        "personality": 135,
     },
     "aarch64": {
         "ptrace": 117,
@@ -586,6 +587,7 @@ SYSCALL_NR = {
         "keyctl": 219,
         "io_uring_setup": 425,
         "bpf": 280,
+        "personality": 92,
     },
 }
 
@@ -602,6 +604,7 @@ args = {
     "keyctl": (1, 0),  # KEYCTL_JOIN_SESSION_KEYRING
     "io_uring_setup": (1, buf),
     "bpf": (0, buf, 72),  # BPF_MAP_CREATE
+    "personality": (0x0040000,),  # ADDR_NO_RANDOMIZE: exec without ASLR
 }[NAME]
 ctypes.set_errno(0)
 rc = libc.syscall(NR, *args)
@@ -610,7 +613,7 @@ child.kill(); child.wait()
 print(json.dumps([rc, err]))
 """
 
-# Docker and Podman get our own seccomp profile (backends/seccomp.py: oci_profile). gVisor
+# Docker and Podman get our own seccomp profile (backends/seccomp/oci.py: oci_profile). gVisor
 # serves these calls in its user-space kernel instead. strict=True: the day they fail there
 # too, the xfail must go.
 KNOWN_GAPS = {
@@ -655,3 +658,53 @@ def test_dangerous_syscalls_fail(
     assert_session_works(session)
     assert rc == -1, f"{name} succeeded (returned {rc})"
     assert err in (errno.EPERM, errno.ENOSYS, errno.EACCES, errno.EINVAL), err
+
+
+PERSONALITY = r"""
+import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+def attempt(persona):  # in a child, so a persona that does get set dies with it
+    pid = os.fork()
+    if pid == 0:
+        ctypes.set_errno(0)
+        rc = libc.syscall(ctypes.c_long(NR), ctypes.c_ulong(persona))
+        os._exit(0 if rc != -1 else ctypes.get_errno())
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+print(json.dumps({hex(persona): attempt(persona) for persona in PERSONAS}))
+"""
+# persona -> errno (0: allowed). Only the low 32 bits count, as the kernel reads them.
+PERSONAS = {
+    0x0: 0,  # PER_LINUX
+    0x8: 0,  # PER_LINUX32
+    0xFFFFFFFF: 0,  # query the persona
+    0x0040000: errno.EPERM,  # ADDR_NO_RANDOMIZE
+    0x0400000: errno.EPERM,  # READ_IMPLIES_EXEC
+    0x1_00400000: errno.EPERM,  # READ_IMPLIES_EXEC with an upper half the kernel ignores
+}
+
+
+def test_personality_allows_only_plain_linux(
+    session: SandboxSession, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """The seccomp policy's personality rule holds in every sandbox, in both directions: the
+    personas that switch off address-space hardening fail with EPERM, plain Linux still works.
+    (The OCI profile used to allow every persona; see backends/seccomp/policy.py.)"""
+    arch = os.uname().machine
+    if arch not in SYSCALL_NR:
+        pytest.skip(f"no syscall table for {arch}")
+    if backend == RUNSC:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="gVisor does not implement personality(2): every persona, even the "
+                "query, fails with EINVAL inside its user-space kernel",
+            )
+        )
+    code = f"NR = {SYSCALL_NR[arch]['personality']}\nPERSONAS = {list(PERSONAS)}\n" + PERSONALITY
+    result = session.run(code, timeout=30)
+    got = last_json(result.stdout)
+    Outcomes.record("personality", backend, got)
+    assert got == {hex(persona): err for persona, err in PERSONAS.items()}
