@@ -18,7 +18,6 @@ When that file does not exist, the kubernetes tests are skipped (even under CI).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import tempfile
@@ -93,11 +92,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def implemented_backends() -> list[str]:
-    return [
-        name
-        for name in ALL_BACKENDS
-        if importlib.util.find_spec(f"llm_sandbox.backends.{name}") is not None
-    ]
+    from llm_sandbox.backends.registry import list_backends
+
+    known = {definition.name for definition in list_backends()}
+    return [name for name in ALL_BACKENDS if name in known]
 
 
 def backend_options(name: str) -> dict[str, Any]:
