@@ -8,11 +8,13 @@ sandbox's paths.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 import zipfile
@@ -71,6 +73,31 @@ def test_built_in_languages_are_found_in_their_own_modules() -> None:
         assert cls.recipe.language == lang
         assert cls.recipe.image == image_for(lang)
     assert LanguageHandlerFactory.lookup("cobol") is None
+
+
+def test_handlers_import_neither_the_security_analysis_nor_the_image_builder() -> None:
+    """The analysis and the builder ask the registry for a language's data, never the reverse."""
+    package = Path(base.__file__).parent
+    for module in sorted(package.glob("*.py")):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        imported = [
+            node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        ]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        for name in imported:
+            forbidden = name.startswith("llm_sandbox.security") or name in {
+                "llm_sandbox.images",
+                "llm_sandbox.images.builder",
+            }
+            assert not forbidden, f"{module.name} imports {name}"
+    # ...and the image modules they do import (the Recipe type, the name) leave the builder out.
+    code = "import sys, llm_sandbox.language_handlers.python as p; print(p.HANDLER.recipe.image)"
+    code += "; assert 'llm_sandbox.images.builder' not in sys.modules"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{image_for('python')}\n"
 
 
 @pytest.mark.parametrize(

@@ -117,7 +117,11 @@ def builtin_recipes() -> Mapping[str, Recipe]:
 
 def _recipes(languages: Sequence[str]) -> dict[str, Recipe]:
     handlers = {lang: LanguageHandlerFactory.lookup(lang) for lang in languages}
-    return {lang: h.recipe for lang, h in handlers.items() if h is not None and h.recipe}
+    return {
+        lang: handler.recipe
+        for lang, handler in handlers.items()
+        if handler is not None and handler.recipe is not None
+    }
 
 
 def recipe_for(lang: str) -> Recipe:
