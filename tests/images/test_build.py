@@ -18,8 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from llm_sandbox.images import ImageBuildError, build_image, builder, debian_mirror, image_exists
-from llm_sandbox.images.recipes import DEFAULT_DEBIAN_MIRROR, RECIPES
+from llm_sandbox.images import (
+    RECIPES,
+    ImageBuildError,
+    build_image,
+    builder,
+    debian_mirror,
+    image_exists,
+)
+from llm_sandbox.images.recipes import DEFAULT_DEBIAN_MIRROR
 
 # --- pure helpers ----------------------------------------------------------------------------
 

@@ -7,14 +7,15 @@ import re
 import pytest
 
 from llm_sandbox.images import LANGUAGES, RECIPES, image_for
+from llm_sandbox.images.naming import IMAGE_REPOSITORY
 from llm_sandbox.images.recipes import (
     DEFAULT_COMMAND,
-    IMAGE_REPOSITORY,
     SANDBOX_GID,
     SANDBOX_HOME,
     SANDBOX_UID,
     SETUP_COMMANDS,
 )
+from llm_sandbox.language_handlers import python, r
 
 EXPECTED_LANGUAGES = {"python", "javascript", "java", "cpp", "go", "ruby", "r"}
 
@@ -96,21 +97,19 @@ def test_go_never_needs_a_c_compiler_or_a_toolchain_download() -> None:
 
 
 def test_python_and_r_images_carry_the_plotting_libraries() -> None:
-    from llm_sandbox.images.recipes import PYTHON_PLOTTING_PACKAGES, R_PLOTTING_PACKAGES
-
-    assert set(PYTHON_PLOTTING_PACKAGES) <= set(RECIPES["python"].debian_packages)
-    assert set(R_PLOTTING_PACKAGES) <= set(RECIPES["r"].debian_packages)
+    assert set(python.PLOTTING_PACKAGES) <= set(RECIPES["python"].debian_packages)
+    assert set(r.PLOTTING_PACKAGES) <= set(RECIPES["r"].debian_packages)
     assert any("matplotlib" in c for c in RECIPES["python"].online_commands)
     assert any("r-cran-ggplot2" in c for c in RECIPES["r"].online_commands)
 
 
 def test_stand_ins_are_empty_packages_installed_before_the_recipe() -> None:
-    from llm_sandbox.images.recipes import PYTHON_STAND_INS, stand_ins
+    from llm_sandbox.images.recipes import stand_ins
 
     script = "\n".join(RECIPES["python"].pre_install_commands)
-    assert script == "\n".join(stand_ins(*PYTHON_STAND_INS))
-    for package in PYTHON_STAND_INS:
+    assert script == "\n".join(stand_ins(*python.STAND_INS))
+    for package in python.STAND_INS:
         assert DEBIAN_PACKAGE.match(package)
         assert f"Package: {package}'" in script
         assert f'dpkg -i "$d/{package}.deb"' in script
-    assert not set(PYTHON_STAND_INS) & set(RECIPES["python"].all_debian_packages)
+    assert not set(python.STAND_INS) & set(RECIPES["python"].all_debian_packages)

@@ -8,10 +8,13 @@ sandbox's paths.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 import time
 import urllib.parse
 import zipfile
@@ -30,8 +33,10 @@ from llm_sandbox.language_handlers.java import analyse, pom_for
 from llm_sandbox.language_handlers.javascript import uses_module_syntax
 from llm_sandbox.language_handlers.r import install_expression
 from llm_sandbox.layout import BAKED_LIBS_DIR, LIBS_DIR
+from llm_sandbox.security import RestrictedModule, SecurityIssueSeverity, SecurityPolicy
 
 LANGUAGES = ("javascript", "java", "cpp", "go", "ruby", "r")
+HIGH = SecurityIssueSeverity.HIGH
 
 
 def handler(lang: str) -> AbstractLanguageHandler:
@@ -54,6 +59,80 @@ def test_every_language_is_registered_with_its_image_and_tools(lang: str) -> Non
         assert program
         assert "apt-get install" in hint
     assert h.libs_dir == f"{LIBS_DIR}/{lang}"
+
+
+def test_built_in_languages_are_found_in_their_own_modules() -> None:
+    assert LanguageHandlerFactory.builtin_languages() == tuple(sorted({"python", *LANGUAGES}))
+    for lang in LanguageHandlerFactory.builtin_languages():
+        cls = LanguageHandlerFactory.lookup(lang)
+        assert cls is not None
+        assert cls().name == lang
+        # Everything else about the language is declared by the same class.
+        assert cls.source_rules is not None
+        assert cls.recipe is not None
+        assert cls.recipe.language == lang
+        assert cls.recipe.image == image_for(lang)
+    assert LanguageHandlerFactory.lookup("cobol") is None
+
+
+def test_handlers_import_neither_the_security_analysis_nor_the_image_builder() -> None:
+    """The analysis and the builder ask the registry for a language's data, never the reverse."""
+    package = Path(base.__file__).parent
+    for module in sorted(package.glob("*.py")):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        imported = [
+            node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        ]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        for name in imported:
+            forbidden = name.startswith("llm_sandbox.security") or name in {
+                "llm_sandbox.images",
+                "llm_sandbox.images.builder",
+            }
+            assert not forbidden, f"{module.name} imports {name}"
+    # ...and the image modules they do import (the Recipe type, the name) leave the builder out.
+    code = "import sys, llm_sandbox.language_handlers.python as p; print(p.HANDLER.recipe.image)"
+    code += "; assert 'llm_sandbox.images.builder' not in sys.modules"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{image_for('python')}\n"
+
+
+@pytest.mark.parametrize(
+    ("alias", "lang"),
+    [
+        ("py", "python"),
+        ("python3", "python"),
+        ("js", "javascript"),
+        ("node", "javascript"),
+        ("nodejs", "javascript"),
+        ("c++", "cpp"),
+        ("cxx", "cpp"),
+        ("golang", "go"),
+        ("rb", "ruby"),
+        (" JS ", "javascript"),
+        ("r", "r"),
+        ("cobol", "cobol"),
+    ],
+)
+def test_aliases_are_declared_by_the_handlers(alias: str, lang: str) -> None:
+    assert LanguageHandlerFactory.canonical_name(alias) == lang
+
+
+@pytest.mark.parametrize("lang", ["python", *LANGUAGES])
+def test_a_package_manager_line_is_exactly_what_install_runs(lang: str) -> None:
+    """`package_manager` is no description: where a handler has one, it is the install argv."""
+    h = handler(lang)
+    line = h.config.package_manager
+    # The others build their install themselves (R's is R code, Go's and Java's a script) or,
+    # C++, have none.
+    assert (line is None) == (lang in {"java", "cpp", "go", "ruby", "r"})
+    if line is None:
+        return
+    words = [w.replace("{libs}", h.libs_dir) for w in shlex.split(line)]
+    assert h.install_argv(["x1"]) == [*words, "--", "x1"]
 
 
 @pytest.mark.parametrize(
@@ -539,7 +618,7 @@ def test_r_install_expression_quotes_only_validated_names() -> None:
         install_expression(["ok"], '/lib"; q()')
 
 
-# --- import patterns ---------------------------------------------------------------------------
+# --- import forms ------------------------------------------------------------------------------
 
 IMPORTS: dict[tuple[str, str], tuple[list[str], list[str]]] = {
     ("javascript", "child_process"): (
@@ -589,13 +668,14 @@ IMPORTS: dict[tuple[str, str], tuple[list[str], list[str]]] = {
 
 
 @pytest.mark.parametrize(("lang", "module"), list(IMPORTS))
-def test_import_patterns(lang: str, module: str) -> None:
-    pattern = re.compile(handler(lang).get_import_patterns(module))
+def test_import_forms_reach_the_security_policy(lang: str, module: str) -> None:
+    """Each handler's import forms are what the security analysis finds imports with."""
+    policy = SecurityPolicy(restricted_modules=[RestrictedModule(module, "restricted", HIGH)])
     matching, other = IMPORTS[lang, module]
     for code in matching:
-        assert pattern.search(code), code
+        assert [v.rule for v in policy.check(code, lang)] == [module], code
     for code in other:
-        assert not pattern.search(code), code
+        assert policy.check(code, lang) == [], code
 
 
 # --- smoke checks with this machine's toolchains -----------------------------------------------

@@ -32,8 +32,9 @@ import socket
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Final
 
 from llm_sandbox import exceptions
@@ -42,13 +43,13 @@ from llm_sandbox.images.recipes import (
     DEBIAN_SUITE,
     DEFAULT_COMMAND,
     DEFAULT_DEBIAN_MIRROR,
-    RECIPES,
     SANDBOX_GID,
     SANDBOX_HOME,
     SANDBOX_UID,
     SETUP_COMMANDS,
     Recipe,
 )
+from llm_sandbox.language_handlers.factory import LanguageHandlerFactory
 
 Progress = Callable[[str], None]
 
@@ -109,13 +110,28 @@ class ImageBuildError(exceptions.ImageBuildError):
 # --- public helpers --------------------------------------------------------------------------
 
 
+def builtin_recipes() -> Mapping[str, Recipe]:
+    """The recipe of each built-in language that has one (``images.RECIPES``)."""
+    return MappingProxyType(_recipes(LanguageHandlerFactory.builtin_languages()))
+
+
+def _recipes(languages: Sequence[str]) -> dict[str, Recipe]:
+    handlers = {lang: LanguageHandlerFactory.lookup(lang) for lang in languages}
+    return {
+        lang: handler.recipe
+        for lang, handler in handlers.items()
+        if handler is not None and handler.recipe is not None
+    }
+
+
 def recipe_for(lang: str) -> Recipe:
-    """The recipe for language ``lang``; :class:`ValueError` for an unknown language."""
-    try:
-        return RECIPES[lang]
-    except KeyError:
-        known = ", ".join(sorted(RECIPES))
-        raise ValueError(f"unknown language {lang!r}; known: {known}") from None
+    """The recipe of language ``lang`` (its handler's); :class:`ValueError` for a language
+    without one."""
+    handler = LanguageHandlerFactory.lookup(lang)
+    if handler is None or handler.recipe is None:
+        known = ", ".join(sorted(_recipes(LanguageHandlerFactory.get_supported_languages())))
+        raise ValueError(f"unknown language {lang!r}; known: {known}")
+    return handler.recipe
 
 
 def image_for(lang: str) -> str:

@@ -1,21 +1,15 @@
-"""Image recipes: what goes into the default image of each supported language.
+"""Image recipes: what goes into the default image of a language.
 
-Pure data, no side effects. Every language has one image *we* own, built one of two ways by
+Pure data, no side effects. Each language module declares its own :class:`Recipe` (its handler's
+``recipe``; see :mod:`llm_sandbox.language_handlers`); this module holds the type and what every
+image shares. Every language has one image *we* own, named by
+:func:`llm_sandbox.images.naming.image_name` and built one of two ways by
 :mod:`llm_sandbox.images.builder`:
 
 * offline: a Debian ``bookworm`` root filesystem (debootstrap, then apt) with
   ``debian_packages``, then the recipe's ``rootfs_commands`` (trims and warm-ups), without
   documentation, imported into the engine -- works without any container registry;
 * online: ``FROM online_base`` (an official image) plus the same run-time set-up.
-
-Image naming
-------------
-Names are fully qualified: ``localhost/llm-sandbox/<language>:<IMAGE_VERSION>``. Podman stores a
-short name such as ``llm-sandbox-python:1`` as ``localhost/llm-sandbox-python:1`` while Docker
-stores it unchanged, so a short name would compare differently in the two engines (and in their
-APIs' ``RepoTags``). With an explicit ``localhost/`` domain both engines store, list and look up the
-very same string, and neither ever tries to pull it from Docker Hub. Bump :data:`IMAGE_VERSION`
-whenever a recipe or the run-time set-up changes so stale local images are not reused.
 
 Run-time contract common to all images
 --------------------------------------
@@ -29,12 +23,13 @@ Backends that pass their own command should still stop containers with ``SIGKILL
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
-IMAGE_REPOSITORY: Final = "localhost/llm-sandbox"
-IMAGE_VERSION: Final = "1"
+from llm_sandbox.images.naming import image_name
+
 DEBIAN_SUITE: Final = "bookworm"
 DEFAULT_DEBIAN_MIRROR: Final = "http://deb.debian.org/debian"
 
@@ -75,19 +70,6 @@ SETUP_COMMANDS: Final = (
 COMMON_DEBIAN_PACKAGES: Final = ("ca-certificates",)
 
 
-#: Plotting libraries of the python and r images (Debian packages, and the same from PyPI for the
-#: online python build). Python's PIL is Pillow; plotly renders to HTML (no kaleido in Debian).
-PYTHON_PLOTTING_PACKAGES: Final = (
-    "python3-matplotlib",
-    "python3-seaborn",
-    "python3-plotly",
-    "python3-pil",
-)
-PYTHON_PLOTTING_PYPI: Final = ("matplotlib", "seaborn", "plotly", "pillow")
-R_PLOTTING_PACKAGES: Final = ("r-cran-ggplot2",)
-PYTHON_STAND_INS: Final = ("python3-pythran", "python3-sympy", "unicode-data", "python3-lxml")
-
-
 def stand_ins(*packages: str) -> tuple[str, ...]:
     """Commands installing an empty package for each name (run before the recipe's packages).
 
@@ -116,19 +98,16 @@ def stand_ins(*packages: str) -> tuple[str, ...]:
     return (*commands, 'rm -rf "$d"')
 
 
-def _env(**values: str) -> MappingProxyType[str, str]:
-    return MappingProxyType(dict(values))
-
-
 @dataclass(frozen=True)
 class Recipe:
-    """How to build the default image for one language."""
+    """How to build the default image for one language (declared by its handler)."""
 
     language: str
     debian_packages: tuple[str, ...]
     online_base: str
     optional_debian_packages: tuple[str, ...] = ()
-    env: MappingProxyType[str, str] = field(default_factory=_env, hash=False)
+    env: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """Environment baked into the image on top of the common one (kept read-only)."""
     pre_install_commands: tuple[str, ...] = ()
     """POSIX shell commands run as root (one ``set -eu`` script) in the offline root filesystem
     before ``debian_packages`` are installed (e.g. a stand-in for a needless dependency)."""
@@ -139,10 +118,13 @@ class Recipe:
     """POSIX shell commands run as root on top of the official image of the online build: what
     the offline build gets from ``debian_packages`` beyond the base language (e.g. plotting)."""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
+
     @property
     def image(self) -> str:
         """The fully qualified name of the image we build for this language."""
-        return f"{IMAGE_REPOSITORY}/{self.language}:{IMAGE_VERSION}"
+        return image_name(self.language)
 
     @property
     def all_debian_packages(self) -> tuple[str, ...]:
@@ -153,87 +135,3 @@ class Recipe:
         """The environment baked into the image: common variables overlaid by the recipe's."""
         base = {**ROOTFS_ENV, **COMMON_ENV} if from_rootfs else dict(COMMON_ENV)
         return {**base, **self.env}
-
-
-RECIPES: Final = MappingProxyType(
-    {
-        recipe.language: recipe
-        for recipe in (
-            Recipe(
-                language="python",
-                # The plotting libraries ArtifactSandboxSession captures from (numpy and pandas
-                # come with them).
-                debian_packages=(
-                    "python3",
-                    "python3-pip",
-                    "python3-venv",
-                    *PYTHON_PLOTTING_PACKAGES,
-                ),
-                online_base="docker.io/library/python:3.11-slim",
-                optional_debian_packages=("python3-scipy",),
-                pre_install_commands=stand_ins(*PYTHON_STAND_INS),
-                online_commands=("pip install --no-cache-dir " + " ".join(PYTHON_PLOTTING_PYPI),),
-                # Debian marks its interpreter "externally managed" (PEP 668); the official image
-                # does not. Let `pip install` (falling back to --user as uid 1000) work in both.
-                env=_env(PIP_BREAK_SYSTEM_PACKAGES="1", PIP_DISABLE_PIP_VERSION_CHECK="1"),
-            ),
-            Recipe(
-                language="javascript",
-                debian_packages=("nodejs", "npm"),
-                online_base="docker.io/library/node:22-bookworm-slim",
-            ),
-            Recipe(
-                language="java",
-                debian_packages=("openjdk-17-jdk-headless",),
-                online_base="docker.io/library/eclipse-temurin:17",
-                # The JDK's module files are jlink's input only (javac and java read
-                # lib/modules): 80 MB nobody in a sandbox needs.
-                rootfs_commands=("rm -rf /usr/lib/jvm/*/jmods",),
-            ),
-            Recipe(
-                language="cpp",
-                debian_packages=("g++", "make"),
-                online_base="docker.io/library/gcc:12",
-                # GCC's LTO debugging tool (32 MB); compiling and linking never run it.
-                rootfs_commands=("rm -f /usr/bin/*lto-dump*",),
-            ),
-            Recipe(
-                language="go",
-                debian_packages=("golang-go",),
-                online_base="docker.io/library/golang:1.23",
-                # No module proxy may be reachable: never try to download a newer toolchain. No C
-                # compiler in the offline image: without CGO_ENABLED=0 Go 1.19 fails to build
-                # anything importing net (it does not fall back to pure Go by itself).
-                env=_env(GOTOOLCHAIN="local", CGO_ENABLED="0"),
-                rootfs_commands=(
-                    'goroot="$(go env GOROOT)"',
-                    # Archives of the go tool's own packages (140 MB), used only to rebuild it.
-                    'rm -rf "$goroot"/pkg/*/cmd',
-                    # Debian ships the standard library precompiled with cgo; with CGO_ENABLED=0
-                    # net, os/user and all their dependants (net/http...) would be stale and be
-                    # recompiled into every sandbox's fresh GOCACHE (seconds, and 20 MB of tmpfs).
-                    "CGO_ENABLED=0 GOCACHE=/tmp/go-build GOPATH=/tmp/go go install std",
-                    "rm -rf /tmp/go-build /tmp/go",
-                ),
-            ),
-            Recipe(
-                language="ruby",
-                debian_packages=("ruby",),
-                online_base="docker.io/library/ruby:3.2",
-            ),
-            Recipe(
-                language="r",
-                debian_packages=("r-base-core", *R_PLOTTING_PACKAGES),
-                online_base="docker.io/library/r-base:latest",
-                online_commands=(
-                    "apt-get update",
-                    "apt-get install -y --no-install-recommends " + " ".join(R_PLOTTING_PACKAGES),
-                    "rm -rf /var/lib/apt/lists/*",
-                ),
-                optional_debian_packages=("r-recommended",),
-            ),
-        )
-    }
-)
-
-LANGUAGES: Final = tuple(RECIPES)

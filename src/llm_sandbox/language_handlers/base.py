@@ -3,6 +3,11 @@
 A handler turns code into files and argv lists: where the source goes, how to compile and run
 it, how to install libraries, and which environment the run needs. Backends only execute
 what the handler describes, so a new language is one module and works on every backend.
+
+Beside that a handler declares, as class attributes, what the rest of the package asks of a
+language: `aliases` and `source_rules` (for the static security analysis), `recipe` (its default
+image), `tools` (the host programs the embedded backend needs) and plot hooks (`plot_capture`).
+Nothing here imports the security analysis or the image builder: they ask the handler registry.
 """
 
 from __future__ import annotations
@@ -12,10 +17,15 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 from llm_sandbox.backends.base import RuntimeNeeds
 from llm_sandbox.exceptions import InvalidPackageError
+from llm_sandbox.language_handlers.syntax import SourceRules
 from llm_sandbox.layout import LIBS_DIR, SUPPORT_DIR
+
+if TYPE_CHECKING:
+    from llm_sandbox.images.recipes import Recipe
 
 CODE_DIR = f"{SUPPORT_DIR}/code"
 CAPTURE_DIR = f"{SUPPORT_DIR}/capture"
@@ -35,8 +45,10 @@ class LanguageConfig:
 
     `execution_commands` and `compile_commands` are command lines in which `{file}` is the
     source file's path inside the sandbox; they are split like a shell would split them but
-    never run through a shell. `package_manager` is the install command line; the library
-    names are appended after it.
+    never run through a shell. `package_manager` is the install command line `install()` runs,
+    with `{libs}` standing for the language's libraries directory; the library names are
+    appended after `--`. It is None when the language has no such line: its handler then builds
+    the install itself (`install_command`) or cannot install.
     """
 
     name: str
@@ -45,7 +57,6 @@ class LanguageConfig:
     package_manager: str | None = None
     compile_commands: list[str] = field(default_factory=list)
     image: str | None = None
-    plot_detection: object | None = None
 
 
 @dataclass(frozen=True)
@@ -84,18 +95,39 @@ _SPEC = re.compile(
 
 
 class AbstractLanguageHandler:
-    """Base of every language handler; subclasses set `self.config` in `__init__`."""
+    """Base of every language handler; subclasses set `self.config` in `__init__`.
+
+    A built-in language is a module of this package whose `HANDLER` is its handler class (the
+    module's name is the language's); the registry finds it there (see `factory`).
+    """
 
     config: LanguageConfig
-    package_pattern: re.Pattern[str] = _SPEC
+
+    # --- what the rest of the package asks of the language ----------------------------------
+    aliases: ClassVar[tuple[str, ...]] = ()
+    """Other names the security policy accepts for this language (e.g. "py")."""
+    source_rules: ClassVar[SourceRules | None] = None
+    """How the source reads (comments, strings, import forms), for the security analysis; None:
+    patterns are matched against the raw text and no imports are found."""
+    recipe: ClassVar[Recipe | None] = None
+    """The language's default image (`llm-sandbox images build <lang>`); None: no image of ours."""
+    tools: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(program, how to install it) the embedded backend needs on the host for this language."""
+
+    # --- library names ------------------------------------------------------------------------
+    package_pattern: ClassVar[re.Pattern[str]] = _SPEC
+    """What a library name given to `install()` must match entirely."""
+    package_rule: ClassVar[str] = (
+        "library name {name!r} is not a plain package name; use a name with an optional version "
+        "constraint such as 'numpy' or 'pandas>=2.0' (options, URLs and shell syntax are not "
+        "accepted)"
+    )
+    """The error for a name that does not match (`{name!r}` is the name)."""
+    libraries_noun: ClassVar[str] = "libraries"
+    """What the language calls its libraries, for errors ("no <noun> to install")."""
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger or logging.getLogger("llm_sandbox")
-
-    # --- what a subclass must provide -------------------------------------------------------
-    def get_import_patterns(self, module: str) -> str:
-        """A regex matching an import of `module` in this language (for the security policy)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement get_import_patterns")
 
     # --- derived from the config; override where a language differs ------------------------
     @property
@@ -157,23 +189,36 @@ class AbstractLanguageHandler:
     def runtime_needs(self) -> RuntimeNeeds:
         return RuntimeNeeds(image=self.config.image, tools=self.tools)
 
-    tools: tuple[tuple[str, str], ...] = ()
-    """(program, how to install it) the embedded backend needs on the host for this language."""
-
     def validate_library(self, name: str) -> None:
         if not isinstance(name, str) or not self.package_pattern.fullmatch(name):
-            raise InvalidPackageError(
-                f"library name {name!r} is not a plain package name; use a name with an optional "
-                "version constraint such as 'numpy' or 'pandas>=2.0' (options, URLs and shell "
-                "syntax are not accepted)"
-            )
+            raise self.invalid_library(name)
+
+    def invalid_library(self, name: object) -> InvalidPackageError:
+        return InvalidPackageError(self.package_rule.format(name=name))
 
     def install_argv(self, libraries: Sequence[str]) -> list[str]:
-        if not self.config.package_manager:
-            raise InvalidPackageError(f"the {self.name} handler cannot install libraries")
+        """The argv installing `libraries`: refused without a way to install, then every name
+        validated, then built by `install_command`."""
+        own_command = type(self).install_command is not AbstractLanguageHandler.install_command
+        if not (own_command or self.config.package_manager):
+            raise InvalidPackageError(
+                f"the {self.name} handler cannot install libraries: it has no package manager; "
+                "set `package_manager` in its LanguageConfig (the install command line, `{libs}` "
+                "for its libraries directory; names are appended) or override `install_command`, "
+                "or use an image or host that already has the libraries"
+            )
+        if not libraries:
+            raise InvalidPackageError(f"no {self.libraries_noun} to install")
         for library in libraries:
             self.validate_library(library)
-        return [*shlex.split(self.config.package_manager), "--", *libraries]
+        return self.install_command(list(libraries))
+
+    def install_command(self, libraries: list[str]) -> list[str]:
+        """The argv installing `libraries` (validated, at least one): by default the config's
+        `package_manager` line, `--`, then the names."""
+        values = {"libs": self.libs_dir}
+        manager = shlex.split(self.config.package_manager or "")
+        return [*(_fill(word, values) for word in manager), "--", *libraries]
 
     @property
     def libs_dir(self) -> str:

@@ -14,13 +14,28 @@ import re
 from collections.abc import Sequence
 
 from llm_sandbox.exceptions import InvalidPackageError
-from llm_sandbox.images.builder import image_for
+from llm_sandbox.images.naming import image_name
+from llm_sandbox.images.recipes import Recipe
 from llm_sandbox.language_handlers.base import AbstractLanguageHandler, LanguageConfig
+from llm_sandbox.language_handlers.syntax import ImportForm, SourceRules, Syntax
 
-DEFAULT_IMAGE = image_for("cpp")
+DEFAULT_IMAGE = image_name("cpp")
 
 
 class CppHandler(AbstractLanguageHandler):
+    aliases = ("c++", "cxx")
+    source_rules = SourceRules(
+        syntax=Syntax(("//",), (("/*", "*/"),), quotes="\"'"),
+        imports=(ImportForm(re.compile(r"#\s*include\s*[<\"]([^>\"\n]+)[>\"]")),),
+        spelling=re.compile(r"\.(?:h|hh|hpp|hxx)$"),
+    )
+    recipe = Recipe(
+        language="cpp",
+        debian_packages=("g++", "make"),
+        online_base="docker.io/library/gcc:12",
+        # GCC's LTO debugging tool (32 MB); compiling and linking never run it.
+        rootfs_commands=("rm -f /usr/bin/*lto-dump*",),
+    )
     tools = (("g++", "install the GNU C++ compiler: apt-get install g++"),)
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
@@ -33,10 +48,6 @@ class CppHandler(AbstractLanguageHandler):
             package_manager=None,
             image=DEFAULT_IMAGE,
         )
-
-    def get_import_patterns(self, module: str) -> str:
-        name = re.escape(module)
-        return rf"(?m:^\s*#\s*include\s*[<\"]{name}(?:\.h|\.hpp|\.hh)?[>\"])"
 
     def validate_library(self, name: str) -> None:
         raise _not_supported([name])
@@ -53,3 +64,6 @@ def _not_supported(libraries: Sequence[str]) -> InvalidPackageError:
         "e.g. SandboxSession(lang='cpp', image='my-image') with an image built FROM the "
         "default one plus `apt-get install libfoo-dev`"
     )
+
+
+HANDLER = CppHandler

@@ -1,50 +1,93 @@
-"""The registry of language handlers: built-in languages plus any the user registers."""
+"""The registry of language handlers: built-in languages plus any the user registers.
+
+A built-in language is found, not listed: it is a module of this package whose `HANDLER` is its
+handler class, and the module's name is the language's name. Adding one is adding that module.
+Users add languages at run time with `register_handler`; a registered name shadows a built-in.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
+import pkgutil
 from typing import ClassVar
 
 from llm_sandbox.exceptions import LanguageNotSupportedError
 from llm_sandbox.language_handlers.base import AbstractLanguageHandler
 
-_BUILTIN = {
-    "python": "llm_sandbox.language_handlers.python:PythonHandler",
-    "javascript": "llm_sandbox.language_handlers.javascript:JavaScriptHandler",
-    "java": "llm_sandbox.language_handlers.java:JavaHandler",
-    "cpp": "llm_sandbox.language_handlers.cpp:CppHandler",
-    "go": "llm_sandbox.language_handlers.go:GoHandler",
-    "ruby": "llm_sandbox.language_handlers.ruby:RubyHandler",
-    "r": "llm_sandbox.language_handlers.r:RHandler",
-}
+_PACKAGE = __name__.rpartition(".")[0]
+
+
+@functools.cache
+def _builtin_handlers() -> dict[str, type[AbstractLanguageHandler]]:
+    """The `HANDLER` of every module of this package that has one, by module name."""
+    package = importlib.import_module(_PACKAGE)
+    found = {}
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if module.ispkg or module.name.startswith("_"):
+            continue
+        handler = getattr(importlib.import_module(f"{_PACKAGE}.{module.name}"), "HANDLER", None)
+        if handler is not None:
+            found[module.name] = _checked(handler)
+    return found
+
+
+def _checked(handler: object) -> type[AbstractLanguageHandler]:
+    if not (isinstance(handler, type) and issubclass(handler, AbstractLanguageHandler)):
+        raise TypeError("handler must be a subclass of AbstractLanguageHandler")
+    return handler
 
 
 class LanguageHandlerFactory:
     """Maps a language name to its handler class."""
 
     _handlers: ClassVar[dict[str, type[AbstractLanguageHandler]]] = {}
+    """Languages registered at run time (they shadow built-ins of the same name)."""
 
     @classmethod
     def register_handler(cls, name: str, handler: type[AbstractLanguageHandler]) -> None:
-        if not (isinstance(handler, type) and issubclass(handler, AbstractLanguageHandler)):
-            raise TypeError("handler must be a subclass of AbstractLanguageHandler")
-        cls._handlers[name.lower()] = handler
+        cls._handlers[name.lower()] = _checked(handler)
+
+    @classmethod
+    def unregister_handler(cls, name: str) -> None:
+        """Forget a registered language (a built-in it shadowed comes back); no-op if absent."""
+        cls._handlers.pop(name.lower(), None)
+
+    @classmethod
+    def builtin_languages(cls) -> tuple[str, ...]:
+        """The languages this package ships, sorted."""
+        return tuple(_builtin_handlers())
 
     @classmethod
     def get_supported_languages(cls) -> list[str]:
-        return sorted({*_BUILTIN, *cls._handlers})
+        return sorted({*_builtin_handlers(), *cls._handlers})
+
+    @classmethod
+    def lookup(cls, name: str) -> type[AbstractLanguageHandler] | None:
+        """The handler class of language `name` (not an alias), or None."""
+        key = name.lower()
+        return cls._handlers.get(key) or _builtin_handlers().get(key)
+
+    @classmethod
+    def canonical_name(cls, name: str) -> str:
+        """The language `name` or its alias stands for (e.g. "py" → "python"); unknown names are
+        returned trimmed and lower-cased."""
+        key = name.strip().lower()
+        if cls.lookup(key) is not None:
+            return key
+        aliases = {
+            alias.lower(): language
+            for language, handler in (*_builtin_handlers().items(), *cls._handlers.items())
+            for alias in handler.aliases
+        }
+        return aliases.get(key, key)
 
     @classmethod
     def create_handler(
         cls, name: str, logger: logging.Logger | None = None
     ) -> AbstractLanguageHandler:
-        key = name.lower()
-        handler = cls._handlers.get(key)
-        if handler is None and key in _BUILTIN:
-            module, _, attr = _BUILTIN[key].partition(":")
-            handler = getattr(importlib.import_module(module), attr)
-            cls._handlers[key] = handler
+        handler = cls.lookup(name)
         if handler is None:
             raise LanguageNotSupportedError(
                 f"language {name!r} is not supported; registered languages: "

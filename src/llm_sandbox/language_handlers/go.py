@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
 
-from llm_sandbox.exceptions import InvalidPackageError
-from llm_sandbox.images.builder import image_for
+from llm_sandbox.images.naming import image_name
+from llm_sandbox.images.recipes import Recipe
 from llm_sandbox.language_handlers.base import AbstractLanguageHandler, LanguageConfig
+from llm_sandbox.language_handlers.syntax import QUOTED_NAME, ImportForm, SourceRules, Syntax
 
-DEFAULT_IMAGE = image_for("go")
+DEFAULT_IMAGE = image_name("go")
 GOCACHE = "/tmp/go-cache"
 GOPATH = "/tmp/go"
 INSTALL_GOCACHE = "/tmp/go-install-cache"
@@ -68,7 +68,46 @@ _INSTALL_SCRIPT = (
 
 
 class GoHandler(AbstractLanguageHandler):
+    aliases = ("golang",)
+    source_rules = SourceRules(
+        syntax=Syntax(("//",), (("/*", "*/"),), quotes="\"'", raw_quotes="`"),
+        imports=(
+            ImportForm(re.compile(r"\bimport\s+(?:[\w.]+\s+)?" + QUOTED_NAME), 2),
+            # An `import ( ... )` block: one module per line, each optionally named.
+            ImportForm(
+                re.compile(r"\bimport\s*\(([^)]*)\)"),
+                entries=re.compile(r"(?:[\w.]+\s+)?" + QUOTED_NAME),
+                entry_group=2,
+            ),
+        ),
+    )
+    recipe = Recipe(
+        language="go",
+        debian_packages=("golang-go",),
+        online_base="docker.io/library/golang:1.23",
+        # No module proxy may be reachable: never try to download a newer toolchain. No C
+        # compiler in the offline image: without CGO_ENABLED=0 Go 1.19 fails to build anything
+        # importing net (it does not fall back to pure Go by itself).
+        env={"GOTOOLCHAIN": "local", "CGO_ENABLED": "0"},
+        rootfs_commands=(
+            'goroot="$(go env GOROOT)"',
+            # Archives of the go tool's own packages (140 MB), used only to rebuild it.
+            'rm -rf "$goroot"/pkg/*/cmd',
+            # Debian ships the standard library precompiled with cgo; with CGO_ENABLED=0 net,
+            # os/user and all their dependants (net/http...) would be stale and be recompiled
+            # into every sandbox's fresh GOCACHE (seconds, and 20 MB of tmpfs).
+            "CGO_ENABLED=0 GOCACHE=/tmp/go-build GOPATH=/tmp/go go install std",
+            "rm -rf /tmp/go-build /tmp/go",
+        ),
+    )
     tools = (("go", "install Go: apt-get install golang-go"),)
+    package_pattern = MODULE_SPEC
+    package_rule = (
+        "Go module {name!r} is not a module path; use host/path with an optional @version, such "
+        "as 'github.com/google/uuid' or 'github.com/google/uuid@v1.6.0' (relative paths, URLs, "
+        "options, and @none are not accepted)"
+    )
+    libraries_noun = "Go modules"
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         super().__init__(logger)
@@ -79,7 +118,6 @@ class GoHandler(AbstractLanguageHandler):
                 f"sh -c '{_BUILD_SCRIPT}' go-build {{libs}}/module {{build}}/prog {{file}}"
             ],
             execution_commands=["{build}/prog"],
-            package_manager="go get",
             image=DEFAULT_IMAGE,
         )
 
@@ -90,11 +128,6 @@ class GoHandler(AbstractLanguageHandler):
     @property
     def modcache(self) -> str:
         return f"{self.libs_dir}/modcache"
-
-    def get_import_patterns(self, module: str) -> str:
-        # `import "m"`, `import alias "m"`, and lines of an `import ( ... )` block.
-        name = re.escape(module)
-        return rf'(?m:^\s*(?:import\s*\(?\s*)?(?:[\w.]+\s+)?"{name}(?:/[^"]*)?")'
 
     def run_env(self, workdir: str) -> dict[str, str]:
         return {
@@ -117,17 +150,8 @@ class GoHandler(AbstractLanguageHandler):
             "GOFLAGS": "-modcacherw",
         }
 
-    def validate_library(self, name: str) -> None:
-        if not isinstance(name, str) or not MODULE_SPEC.fullmatch(name):
-            raise InvalidPackageError(
-                f"Go module {name!r} is not a module path; use host/path with an optional "
-                "@version, such as 'github.com/google/uuid' or 'github.com/google/uuid@v1.6.0' "
-                "(relative paths, URLs, options, and @none are not accepted)"
-            )
-
-    def install_argv(self, libraries: Sequence[str]) -> list[str]:
-        if not libraries:
-            raise InvalidPackageError("no Go modules to install")
-        for library in libraries:
-            self.validate_library(library)
+    def install_command(self, libraries: list[str]) -> list[str]:
         return ["sh", "-c", _INSTALL_SCRIPT, "go-get", self.module_dir, *libraries]
+
+
+HANDLER = GoHandler

@@ -31,12 +31,13 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from llm_sandbox.exceptions import InvalidPackageError
-from llm_sandbox.images.builder import image_for
+from llm_sandbox.images.naming import image_name
+from llm_sandbox.images.recipes import Recipe
 from llm_sandbox.language_handlers.base import AbstractLanguageHandler, LanguageConfig
-from llm_sandbox.layout import BAKED_LIBS_DIR, LIBS_DIR
+from llm_sandbox.language_handlers.syntax import ImportForm, SourceRules, Syntax
+from llm_sandbox.layout import BAKED_LIBS_DIR
 
-DEFAULT_IMAGE = image_for("java")
-LIBS = f"{LIBS_DIR}/java"
+DEFAULT_IMAGE = image_name("java")
 BAKED_LIBS = f"{BAKED_LIBS_DIR}/java"
 DEFAULT_CLASS = "Main"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
@@ -179,10 +180,30 @@ exec mvn -B -q -Dstyle.color=never -f "$work/pom.xml" -Dmaven.repo.local="$work/
 
 
 class JavaHandler(AbstractLanguageHandler):
+    source_rules = SourceRules(
+        syntax=Syntax(("//",), (("/*", "*/"),), quotes="\"'", triple=('"""',)),
+        imports=(ImportForm(re.compile(r"\bimport\s+(?:static\s+)?([\w$.\s]+?(?:\.\s*\*)?)\s*;")),),
+        wildcard=".*",
+    )
+    recipe = Recipe(
+        language="java",
+        debian_packages=("openjdk-17-jdk-headless",),
+        online_base="docker.io/library/eclipse-temurin:17",
+        # The JDK's module files are jlink's input only (javac and java read lib/modules):
+        # 80 MB nobody in a sandbox needs.
+        rootfs_commands=("rm -rf /usr/lib/jvm/*/jmods",),
+    )
     tools = (
         ("javac", "install a JDK: apt-get install openjdk-17-jdk-headless"),
         ("java", "install a JDK: apt-get install openjdk-17-jdk-headless"),
     )
+    package_pattern = COORDINATES
+    package_rule = (
+        "Java library {name!r} is not Maven coordinates; use group:artifact:version with an "
+        "exact version, such as 'com.google.code.gson:gson:2.10.1' (ranges, classifiers, paths, "
+        "URLs and options are not accepted)"
+    )
+    libraries_noun = "Java libraries"
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         super().__init__(logger)
@@ -199,14 +220,8 @@ class JavaHandler(AbstractLanguageHandler):
                 " -Dsun.stderr.encoding=UTF-8 -Dstdout.encoding=UTF-8 -Dstderr.encoding=UTF-8"
                 f" -cp {{build}}:{classpath} {{main}}"
             ],
-            package_manager=(
-                f"mvn -B -q {DEPENDENCY_PLUGIN}:copy-dependencies -DoutputDirectory={LIBS}"
-            ),
             image=DEFAULT_IMAGE,
         )
-
-    def get_import_patterns(self, module: str) -> str:
-        return rf"(?m:^\s*import\s+(?:static\s+)?{re.escape(module)}(?:\s*\.\s*[\w$*]+)*\s*;)"
 
     def source_name(self, code: str) -> str:
         return f"{analyse(code).file_class}.java"
@@ -214,17 +229,8 @@ class JavaHandler(AbstractLanguageHandler):
     def placeholders(self, code: str) -> dict[str, str]:
         return {"main": analyse(code).main_class}
 
-    def validate_library(self, name: str) -> None:
-        if not isinstance(name, str) or not COORDINATES.fullmatch(name):
-            raise InvalidPackageError(
-                f"Java library {name!r} is not Maven coordinates; use group:artifact:version "
-                "with an exact version, such as 'com.google.code.gson:gson:2.10.1' (ranges, "
-                "classifiers, paths, URLs and options are not accepted)"
-            )
-
-    def install_argv(self, libraries: Sequence[str]) -> list[str]:
-        if not libraries:
-            raise InvalidPackageError("no Java libraries to install")
-        for library in libraries:
-            self.validate_library(library)
+    def install_command(self, libraries: list[str]) -> list[str]:
         return ["sh", "-c", _INSTALL_SCRIPT, "llm-sandbox-maven", self.libs_dir, pom_for(libraries)]
+
+
+HANDLER = JavaHandler

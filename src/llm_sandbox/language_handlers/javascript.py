@@ -28,21 +28,20 @@ import dataclasses
 import json
 import logging
 import re
-import shlex
 import urllib.parse
 from collections.abc import Sequence
 
-from llm_sandbox.exceptions import InvalidPackageError
-from llm_sandbox.images.builder import image_for
+from llm_sandbox.images.naming import image_name
+from llm_sandbox.images.recipes import Recipe
 from llm_sandbox.language_handlers.base import (
     AbstractLanguageHandler,
     CommandPlan,
     LanguageConfig,
 )
-from llm_sandbox.layout import BAKED_LIBS_DIR, LIBS_DIR
+from llm_sandbox.language_handlers.syntax import QUOTED_NAME, ImportForm, SourceRules, Syntax
+from llm_sandbox.layout import BAKED_LIBS_DIR
 
-DEFAULT_IMAGE = image_for("javascript")
-LIBS = f"{LIBS_DIR}/javascript"
+DEFAULT_IMAGE = image_name("javascript")
 BAKED_LIBS = f"{BAKED_LIBS_DIR}/javascript"
 NPM_CACHE = "/tmp/npm-cache"
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -104,30 +103,41 @@ class JavaScriptHandler(AbstractLanguageHandler):
     run_install_scripts: bool = False
     """Let `npm install` run packages' lifecycle scripts (off: see the module docstring)."""
 
+    aliases = ("js", "node", "nodejs")
+    source_rules = SourceRules(
+        syntax=Syntax(("//",), (("/*", "*/"),), quotes="\"'", templates=(("`", "${"),)),
+        imports=(
+            ImportForm(re.compile(r"\brequire\s*\(\s*" + QUOTED_NAME), 2),
+            ImportForm(re.compile(r"\bimport\s*\(\s*" + QUOTED_NAME), 2),
+            ImportForm(
+                re.compile(r"\b(?:import|export)\s+(?:[\w*${}\s,]+?\s+from\s+)?" + QUOTED_NAME), 2
+            ),
+        ),
+        spelling=re.compile(r"^node:"),
+    )
+    recipe = Recipe(
+        language="javascript",
+        debian_packages=("nodejs", "npm"),
+        online_base="docker.io/library/node:22-bookworm-slim",
+    )
     tools = (("node", "install Node.js: apt-get install nodejs (and npm for libraries)"),)
+    package_rule = (
+        "npm package {name!r} is not a registry package name; use a name with an optional "
+        "version, range or tag, such as 'lodash', 'lodash@4.17.21', 'lodash@^4' or "
+        "'@types/node@20' (paths, URLs, git and file: specs, aliases and options are not accepted)"
+    )
+    libraries_noun = "npm packages"
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         super().__init__(logger)
+        npm_install = "npm install --prefix {libs} --no-audit --no-fund --no-update-notifier"
+        scripts = "" if self.run_install_scripts else " --ignore-scripts"
         self.config = LanguageConfig(
             name="javascript",
             file_extension="js",
             execution_commands=["node {file}"],
-            package_manager=shlex.join(self._npm_install(LIBS)),
+            package_manager=f"{npm_install} --loglevel=error{scripts}",
             image=DEFAULT_IMAGE,
-        )
-
-    def _npm_install(self, prefix: str) -> list[str]:
-        argv = ["npm", "install", "--prefix", prefix, "--no-audit", "--no-fund"]
-        argv += ["--no-update-notifier", "--loglevel=error"]
-        return argv if self.run_install_scripts else [*argv, "--ignore-scripts"]
-
-    def get_import_patterns(self, module: str) -> str:
-        name = rf"[\"'](?:node:)?{re.escape(module)}(?:/[^\"']*)?[\"']"
-        return (
-            rf"(?m:\brequire\s*\(\s*{name}\s*\)"
-            rf"|\bimport\s*\(\s*{name}"
-            rf"|^\s*import\s+(?:[^;]*?\bfrom\s*)?{name}"
-            rf"|^\s*export\s+[^;]*?\bfrom\s*{name})"
         )
 
     def source_name(self, code: str) -> str:
@@ -156,16 +166,7 @@ class JavaScriptHandler(AbstractLanguageHandler):
     def validate_library(self, name: str) -> None:
         match = NPM_SPEC.fullmatch(name) if isinstance(name, str) else None
         if match is None or len(match.group("name")) > MAX_NAME_LENGTH or _TARBALL.search(name):
-            raise InvalidPackageError(
-                f"npm package {name!r} is not a registry package name; use a name with an "
-                "optional version, range or tag, such as 'lodash', 'lodash@4.17.21', "
-                "'lodash@^4' or '@types/node@20' (paths, URLs, git and file: specs, aliases and "
-                "options are not accepted)"
-            )
+            raise self.invalid_library(name)
 
-    def install_argv(self, libraries: Sequence[str]) -> list[str]:
-        if not libraries:
-            raise InvalidPackageError("no npm packages to install")
-        for library in libraries:
-            self.validate_library(library)
-        return [*self._npm_install(self.libs_dir), "--", *libraries]
+
+HANDLER = JavaScriptHandler

@@ -1,14 +1,20 @@
-"""Python: runs the code as a script file with the sandbox's `python3`."""
+"""Python: runs the code as a script file with the sandbox's `python3`.
+
+The security analysis reads Python on its syntax tree (`llm_sandbox.security.python_code`); the
+syntax and import forms below are what it falls back to for code that does not parse.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 
 from llm_sandbox.backends.base import RuntimeNeeds
-from llm_sandbox.images.builder import image_for
+from llm_sandbox.images.naming import image_name
+from llm_sandbox.images.recipes import Recipe, stand_ins
 from llm_sandbox.language_handlers.base import (
     CAPTURE_DIR,
     AbstractLanguageHandler,
@@ -16,11 +22,18 @@ from llm_sandbox.language_handlers.base import (
     PlotCapture,
 )
 from llm_sandbox.language_handlers.capture import support_file
-from llm_sandbox.layout import BAKED_LIBS_DIR, LIBS_DIR
+from llm_sandbox.language_handlers.syntax import ImportForm, SourceRules, Syntax
+from llm_sandbox.layout import BAKED_LIBS_DIR
 
-DEFAULT_IMAGE = image_for("python")
+DEFAULT_IMAGE = image_name("python")
 CAPTURE_PATH = f"{CAPTURE_DIR}/python"
 PLOTTING_MODULES = ("matplotlib", "seaborn", "PIL", "plotly")
+#: The plotting libraries of the image, as Debian packages and (online build) from PyPI. PIL is
+#: Pillow; plotly renders to HTML (no kaleido in Debian). numpy and pandas come with them.
+PLOTTING_PACKAGES = ("python3-matplotlib", "python3-seaborn", "python3-plotly", "python3-pil")
+PLOTTING_PYPI = ("matplotlib", "seaborn", "plotly", "pillow")
+#: Dependencies Debian declares that the image never needs (see `stand_ins`).
+STAND_INS = ("python3-pythran", "python3-sympy", "unicode-data", "python3-lxml")
 _PROBE = (
     "import importlib.util as u, sys\n"
     "print(' '.join(m for m in sys.argv[1:] if u.find_spec(m) is None))"
@@ -34,6 +47,30 @@ def host_python_prefix() -> str:
 
 
 class PythonHandler(AbstractLanguageHandler):
+    aliases = ("py", "python3")
+    source_rules = SourceRules(
+        syntax=Syntax(("#",), quotes="\"'", triple=('"""', "'''")),
+        imports=(
+            ImportForm(re.compile(r"^[ \t]*from[ \t]+([\w.]+)[ \t]+import", re.MULTILINE)),
+            ImportForm(
+                re.compile(r"^[ \t]*import[ \t]+([\w.]+(?:[ \t]*,[ \t]*[\w.]+)*)", re.MULTILINE),
+                entries=re.compile(r"[\w.]+"),
+            ),
+        ),
+    )
+    recipe = Recipe(
+        language="python",
+        debian_packages=("python3", "python3-pip", "python3-venv", *PLOTTING_PACKAGES),
+        online_base="docker.io/library/python:3.11-slim",
+        optional_debian_packages=("python3-scipy",),
+        pre_install_commands=stand_ins(*STAND_INS),
+        online_commands=("pip install --no-cache-dir " + " ".join(PLOTTING_PYPI),),
+        # Debian marks its interpreter "externally managed" (PEP 668); the official image does
+        # not. Let `pip install` (falling back to --user as uid 1000) work in both.
+        env={"PIP_BREAK_SYSTEM_PACKAGES": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
+    libraries_noun = "Python packages"
+
     def __init__(self, logger: logging.Logger | None = None) -> None:
         super().__init__(logger)
         self.config = LanguageConfig(
@@ -41,14 +78,11 @@ class PythonHandler(AbstractLanguageHandler):
             file_extension="py",
             execution_commands=["python3 {file}"],
             package_manager=(
-                f"python3 -m pip install --target {LIBS_DIR}/python --no-cache-dir"
+                "python3 -m pip install --target {libs} --no-cache-dir"
                 " --disable-pip-version-check --no-input --progress-bar off"
             ),
             image=DEFAULT_IMAGE,
         )
-
-    def get_import_patterns(self, module: str) -> str:
-        return rf"^\s*(?:import\s+{module}\b|from\s+{module}\b)"
 
     def run_env(self, workdir: str) -> dict[str, str]:
         path = f"{workdir}:{self.libs_dir}:{BAKED_LIBS_DIR}/python"
@@ -69,3 +103,6 @@ class PythonHandler(AbstractLanguageHandler):
         prefix = host_python_prefix()
         paths = () if prefix.startswith("/usr") else (prefix,)
         return RuntimeNeeds(host_paths=paths, image=self.config.image, path_dirs=(f"{prefix}/bin",))
+
+
+HANDLER = PythonHandler

@@ -19,8 +19,8 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 
-from llm_sandbox.exceptions import InvalidPackageError
-from llm_sandbox.images.builder import image_for
+from llm_sandbox.images.naming import image_name
+from llm_sandbox.images.recipes import Recipe
 from llm_sandbox.language_handlers.base import (
     CAPTURE_DIR,
     AbstractLanguageHandler,
@@ -28,9 +28,12 @@ from llm_sandbox.language_handlers.base import (
     PlotCapture,
 )
 from llm_sandbox.language_handlers.capture import support_file
+from llm_sandbox.language_handlers.syntax import ImportForm, SourceRules, Syntax
 from llm_sandbox.layout import BAKED_LIBS_DIR
 
-DEFAULT_IMAGE = image_for("r")
+DEFAULT_IMAGE = image_name("r")
+#: The plotting library of the image (a Debian package in both builds).
+PLOTTING_PACKAGES = ("r-cran-ggplot2",)
 BAKED_LIBS = f"{BAKED_LIBS_DIR}/r"
 CRAN = "https://cloud.r-project.org"
 PROFILE = f"{CAPTURE_DIR}/r/profile.R"
@@ -67,23 +70,46 @@ def install_expression(packages: Sequence[str], lib: str, repos: str = CRAN) -> 
 
 
 class RHandler(AbstractLanguageHandler):
+    source_rules = SourceRules(
+        syntax=Syntax(("#",), quotes="\"'", raw_quotes="`"),
+        imports=(
+            ImportForm(
+                re.compile(
+                    r"\b(?:library|require|requireNamespace|loadNamespace|attachNamespace)"
+                    r"\s*\(\s*(?:package\s*=\s*)?(['\"`]?)([A-Za-z][\w.]*)\1"
+                ),
+                2,
+            ),
+            ImportForm(re.compile(r"(?<![\w.])([A-Za-z][\w.]*):::?")),
+        ),
+    )
+    recipe = Recipe(
+        language="r",
+        debian_packages=("r-base-core", *PLOTTING_PACKAGES),
+        online_base="docker.io/library/r-base:latest",
+        online_commands=(
+            "apt-get update",
+            "apt-get install -y --no-install-recommends " + " ".join(PLOTTING_PACKAGES),
+            "rm -rf /var/lib/apt/lists/*",
+        ),
+        optional_debian_packages=("r-recommended",),
+    )
     tools = (("Rscript", "install R: apt-get install r-base-core"),)
+    package_pattern = R_PACKAGE
+    package_rule = (
+        "R package {name!r} is not a CRAN package name; use a plain name such as 'jsonlite' or "
+        "'data.table' (versions, paths, URLs and R code are not accepted)"
+    )
+    libraries_noun = "R packages"
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         super().__init__(logger)
+        # No package manager line: `install.packages` is R code, built by `install_command`.
         self.config = LanguageConfig(
             name="r",
             file_extension="R",
             execution_commands=["Rscript {file}"],
-            package_manager="Rscript -e install.packages(...)",
             image=DEFAULT_IMAGE,
-        )
-
-    def get_import_patterns(self, module: str) -> str:
-        name = re.escape(module)
-        return (
-            r"(?m:(?:\b(?:library|require|requireNamespace|loadNamespace)\s*\(\s*"
-            rf"(?:package\s*=\s*)?[\"'`]?{name}[\"'`]?\s*[,)])|\b{name}:::?)"
         )
 
     def _libs_path(self) -> str:
@@ -104,16 +130,8 @@ class RHandler(AbstractLanguageHandler):
         # Dependencies already installed in an earlier call are found and not fetched again.
         return {"R_LIBS_USER": self._libs_path()}
 
-    def validate_library(self, name: str) -> None:
-        if not isinstance(name, str) or not R_PACKAGE.fullmatch(name):
-            raise InvalidPackageError(
-                f"R package {name!r} is not a CRAN package name; use a plain name such as "
-                "'jsonlite' or 'data.table' (versions, paths, URLs and R code are not accepted)"
-            )
-
-    def install_argv(self, libraries: Sequence[str]) -> list[str]:
-        if not libraries:
-            raise InvalidPackageError("no R packages to install")
-        for library in libraries:
-            self.validate_library(library)
+    def install_command(self, libraries: list[str]) -> list[str]:
         return ["Rscript", "-e", install_expression(libraries, self.libs_dir)]
+
+
+HANDLER = RHandler

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
 
-from llm_sandbox.exceptions import InvalidPackageError
-from llm_sandbox.images.builder import image_for
+from llm_sandbox.images.naming import image_name
+from llm_sandbox.images.recipes import Recipe
 from llm_sandbox.language_handlers.base import AbstractLanguageHandler, LanguageConfig
+from llm_sandbox.language_handlers.syntax import QUOTED_NAME, ImportForm, SourceRules, Syntax
 from llm_sandbox.layout import BAKED_LIBS_DIR
 
-DEFAULT_IMAGE = image_for("ruby")
+DEFAULT_IMAGE = image_name("ruby")
 BAKED_LIBS = f"{BAKED_LIBS_DIR}/ruby"
 SPEC_CACHE = "/tmp/gem-spec-cache"
 
@@ -34,7 +34,29 @@ GEM_SPEC = re.compile(
 
 
 class RubyHandler(AbstractLanguageHandler):
+    aliases = ("rb",)
+    source_rules = SourceRules(
+        syntax=Syntax(("#",), (("=begin", "=end"),), quotes="'", templates=(('"', "#{"),)),
+        imports=(
+            ImportForm(
+                re.compile(r"\b(?:require|require_relative|load)\b\s*\(?\s*" + QUOTED_NAME), 2
+            ),
+        ),
+        spelling=re.compile(r"\.rb$"),
+    )
+    recipe = Recipe(
+        language="ruby",
+        debian_packages=("ruby",),
+        online_base="docker.io/library/ruby:3.2",
+    )
     tools = (("ruby", "install Ruby: apt-get install ruby"),)
+    package_pattern = GEM_SPEC
+    package_rule = (
+        "gem {name!r} is not a gem name; use a name with an optional requirement after ':', such "
+        "as 'rake', 'rake:13.0.6' or 'rake:~>13.0' (paths, URLs, options and spaces are not "
+        "accepted)"
+    )
+    libraries_noun = "gems"
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         super().__init__(logger)
@@ -42,13 +64,8 @@ class RubyHandler(AbstractLanguageHandler):
             name="ruby",
             file_extension="rb",
             execution_commands=["ruby {file}"],
-            package_manager="gem install --no-document --install-dir {libs}",
             image=DEFAULT_IMAGE,
         )
-
-    def get_import_patterns(self, module: str) -> str:
-        name = re.escape(module)
-        return rf"(?m:^\s*(?:require|require_relative|load)\s*\(?\s*[\"']{name}(?:\.rb)?[\"'])"
 
     def _gem_env(self) -> dict[str, str]:
         # The trailing ":" keeps Ruby's default gem directories on the path.
@@ -60,19 +77,7 @@ class RubyHandler(AbstractLanguageHandler):
     def install_env(self) -> dict[str, str]:
         return {**self._gem_env(), "GEM_SPEC_CACHE": SPEC_CACHE}
 
-    def validate_library(self, name: str) -> None:
-        if not isinstance(name, str) or not GEM_SPEC.fullmatch(name):
-            raise InvalidPackageError(
-                f"gem {name!r} is not a gem name; use a name with an optional requirement after "
-                "':', such as 'rake', 'rake:13.0.6' or 'rake:~>13.0' (paths, URLs, options and "
-                "spaces are not accepted)"
-            )
-
-    def install_argv(self, libraries: Sequence[str]) -> list[str]:
-        if not libraries:
-            raise InvalidPackageError("no gems to install")
-        for library in libraries:
-            self.validate_library(library)
+    def install_command(self, libraries: list[str]) -> list[str]:
         # No "--": gem passes whatever follows it to extension builds.
         return [
             "gem",
@@ -83,3 +88,6 @@ class RubyHandler(AbstractLanguageHandler):
             "--no-user-install",
             *libraries,
         ]
+
+
+HANDLER = RubyHandler

@@ -1,9 +1,13 @@
-"""What a program imports and which code it really contains, per language.
+"""What a program imports and which code it really contains, for any language.
 
 `analyse(code, lang)` returns the masked source (for user patterns), the imported module names
 with their lines, and *derived* code: canonical spellings of indirect calls that the Python
 analyser resolved (`getattr(__builtins__, "ev"+"al")(...)` is derived as `eval(`), which user
 patterns are matched against as well.
+
+Nothing here is specific to a language: each language's handler declares its aliases and its
+`SourceRules` (syntax, import forms, how module names compare), found through the handler
+registry. Python additionally gets the syntax-tree analyser of `python_code`.
 """
 
 from __future__ import annotations
@@ -11,35 +15,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from llm_sandbox.language_handlers.factory import LanguageHandlerFactory
+from llm_sandbox.language_handlers.syntax import SourceRules
 from llm_sandbox.security import scanning
 from llm_sandbox.security.scanning import Masked
 
-_ALIASES = {
-    "py": "python",
-    "python3": "python",
-    "js": "javascript",
-    "node": "javascript",
-    "nodejs": "javascript",
-    "c++": "cpp",
-    "cxx": "cpp",
-    "golang": "go",
-    "rb": "ruby",
-}
-
-SYNTAX = {
-    "python": scanning.PYTHON,
-    "javascript": scanning.JAVASCRIPT,
-    "java": scanning.JAVA,
-    "cpp": scanning.C_LIKE,
-    "go": scanning.GO,
-    "ruby": scanning.RUBY,
-    "r": scanning.R,
-}
-
 
 def canonical_language(lang: str) -> str:
-    key = lang.strip().lower()
-    return _ALIASES.get(key, key)
+    """The language `lang` names, aliases resolved ("js" → "javascript")."""
+    return LanguageHandlerFactory.canonical_name(lang)
+
+
+def source_rules(lang: str) -> SourceRules | None:
+    """The source rules the handler of (canonical) language `lang` declares, if any."""
+    handler = LanguageHandlerFactory.lookup(lang)
+    return handler.source_rules if handler is not None else None
 
 
 @dataclass(frozen=True)
@@ -59,90 +49,59 @@ class Analysis:
 
 def analyse(code: str, lang: str) -> Analysis:
     """Analyse `code` written in (canonical) language `lang`."""
+    rules = source_rules(lang)
+    if rules is None:
+        return Analysis(Masked(code))  # a language without rules: patterns see the raw text
     if lang == "python":
         from llm_sandbox.security.python_code import analyse_python
 
-        return analyse_python(code)
-    syntax = SYNTAX.get(lang)
-    if syntax is None:
-        return Analysis(Masked(code))  # unknown language: patterns see the raw text
-    masked = scanning.mask(code, syntax)
-    return Analysis(masked, find_imports(masked, code, lang))
+        return analyse_python(code, rules)
+    return scan(code, rules)
 
 
-_NAME = r"(['\"`])\s*([^'\"`\s]+?)\s*\1"
-_IMPORT_FORMS: dict[str, list[tuple[re.Pattern[str], int]]] = {
-    "javascript": [
-        (re.compile(r"\brequire\s*\(\s*" + _NAME), 2),
-        (re.compile(r"\bimport\s*\(\s*" + _NAME), 2),
-        (re.compile(r"\b(?:import|export)\s+(?:[\w*${}\s,]+?\s+from\s+)?" + _NAME), 2),
-    ],
-    "java": [(re.compile(r"\bimport\s+(?:static\s+)?([\w$.\s]+?(?:\.\s*\*)?)\s*;"), 1)],
-    "cpp": [(re.compile(r"#\s*include\s*[<\"]([^>\"\n]+)[>\"]"), 1)],
-    "go": [(re.compile(r"\bimport\s+(?:[\w.]+\s+)?" + _NAME), 2)],
-    "ruby": [(re.compile(r"\b(?:require|require_relative|load)\b\s*\(?\s*" + _NAME), 2)],
-    "r": [
-        (
-            re.compile(
-                r"\b(?:library|require|requireNamespace|loadNamespace|attachNamespace)"
-                r"\s*\(\s*(?:package\s*=\s*)?(['\"`]?)([A-Za-z][\w.]*)\1"
-            ),
-            2,
-        ),
-        (re.compile(r"(?<![\w.])([A-Za-z][\w.]*):::?"), 1),
-    ],
-}
-_GO_BLOCK = re.compile(r"\bimport\s*\(([^)]*)\)")
-_GO_ENTRY = re.compile(r"(?:[\w.]+\s+)?" + _NAME)
+def scan(code: str, rules: SourceRules) -> Analysis:
+    """The analysis of `code` by `rules` alone: masked with its syntax, imports by its forms."""
+    masked = scanning.mask(code, rules.syntax)
+    return Analysis(masked, find_imports(masked, code, rules))
 
 
-def find_imports(masked: Masked, code: str, lang: str) -> list[Found]:
+def find_imports(masked: Masked, code: str, rules: SourceRules) -> list[Found]:
     """Module names imported by `code`; only forms that start in real code count.
 
     Module names are string literals in most languages, so the name is read from the original
     text while the form's position is checked against the masked one.
     """
     found = []
-    for regex, group in _IMPORT_FORMS.get(lang, []):
-        for match in regex.finditer(masked.text):
-            if masked.in_code(match.start()):
-                name = re.sub(r"\s+", "", code[match.start(group) : match.end(group)])
-                found.append(Found(name, masked.line_of(match.start())))
-    if lang == "go":
-        found.extend(_go_blocks(masked, code))
+    for form in rules.imports:
+        for match in form.pattern.finditer(masked.text):
+            if not masked.in_code(match.start()):
+                continue
+            if form.entries is None:
+                names = [(match.start(form.group), match.end(form.group), match.start())]
+            else:
+                entries = form.entries.finditer(
+                    masked.text, match.start(form.group), match.end(form.group)
+                )
+                group = form.entry_group
+                names = [(e.start(group), e.end(group), e.start(group)) for e in entries]
+            for start, end, at in names:
+                found.append(Found(re.sub(r"\s+", "", code[start:end]), masked.line_of(at)))
     return found
 
 
-def _go_blocks(masked: Masked, code: str) -> list[Found]:
-    found = []
-    for block in _GO_BLOCK.finditer(masked.text):
-        if not masked.in_code(block.start()):
-            continue
-        for entry in _GO_ENTRY.finditer(masked.text, block.start(1), block.end(1)):
-            name = code[entry.start(2) : entry.end(2)]
-            found.append(Found(name, masked.line_of(entry.start(2))))
-    return found
-
-
-def _normalise(name: str, lang: str) -> str:
-    name = name.strip()
-    if lang == "javascript":
-        name = name.removeprefix("node:")
-    elif lang == "cpp":
-        name = re.sub(r"\.(?:h|hh|hpp|hxx)$", "", name)
-    elif lang == "ruby":
-        name = name.removesuffix(".rb")
-    return name
-
-
-def module_matches(imported: str, restricted: str, lang: str) -> bool:
+def module_matches(imported: str, restricted: str, rules: SourceRules) -> bool:
     """Whether importing `imported` imports `restricted` or one of its submodules."""
-    got, banned = _normalise(imported, lang), _normalise(restricted, lang)
-    if lang == "java" and got.endswith(".*"):
-        package = got[:-2]
-        return banned == package or _under(banned, package) or _under(package, banned)
-    return got == banned or _under(got, banned)
+    got, banned = _module_name(imported, rules), _module_name(restricted, rules)
+
+    def under(name: str, parent: str) -> bool:
+        return name.startswith(tuple(parent + separator for separator in rules.separators))
+
+    if rules.wildcard and got.endswith(rules.wildcard):
+        package = got[: -len(rules.wildcard)]
+        return banned == package or under(banned, package) or under(package, banned)
+    return got == banned or under(got, banned)
 
 
-def _under(name: str, parent: str) -> bool:
-    return name.startswith((parent + ".", parent + "/"))
+def _module_name(name: str, rules: SourceRules) -> str:
+    name = name.strip()
+    return rules.spelling.sub("", name) if rules.spelling else name

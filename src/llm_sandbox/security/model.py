@@ -12,7 +12,13 @@ from enum import IntEnum
 from typing import Literal
 
 from llm_sandbox.exceptions import ConfigurationError
-from llm_sandbox.security.analysis import Analysis, analyse, canonical_language, module_matches
+from llm_sandbox.security.analysis import (
+    Analysis,
+    analyse,
+    canonical_language,
+    module_matches,
+    source_rules,
+)
 
 
 class SecurityIssueSeverity(IntEnum):
@@ -155,12 +161,15 @@ class SecurityPolicy:
         return [v for v in violations if v.severity >= self.severity_threshold]
 
     def _module_violations(self, found: Analysis, lang: str) -> list[Violation]:
+        rules = source_rules(lang)
+        if rules is None:
+            return []  # a language without source rules has no imports to find
         out = []
         for module in self.restricted_modules:
             if not module.applies_to(lang):
                 continue
             for imported in found.imports:
-                if module_matches(imported.text, module.name, lang):
+                if module_matches(imported.text, module.name, rules):
                     out.append(_violation("module", imported.text, module, imported.line))
         return out
 

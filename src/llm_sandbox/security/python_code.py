@@ -6,18 +6,18 @@ aliases, simple assignments, `getattr(obj, <constant>)` and `__builtins__[...]`,
 canonical spelling (`from os import system as s; s(...)` gives `os.system(`), so user patterns
 see through the indirection. Constant strings handed to `exec`/`eval`/`compile` are analysed as
 code too. Comments and strings are found with `tokenize`; code that does not parse falls back to
-the generic comment/string-aware scanner.
+the generic scanner and import forms of the Python handler's `SourceRules`.
 """
 
 from __future__ import annotations
 
 import ast
 import io
-import re
 import tokenize
 
+from llm_sandbox.language_handlers.syntax import SourceRules, Syntax
 from llm_sandbox.security import scanning
-from llm_sandbox.security.analysis import Analysis, Found
+from llm_sandbox.security.analysis import Analysis, Found, scan
 from llm_sandbox.security.scanning import Masked
 
 _BUILTINS = {"__builtins__", "builtins"}
@@ -26,18 +26,20 @@ _EXECUTORS = {"exec", "eval", "compile"}
 _MAX_DEPTH = 3
 
 
-def analyse_python(code: str) -> Analysis:
+def analyse_python(code: str, rules: SourceRules) -> Analysis:
+    """Python's analysis; `rules` (the Python handler's) serve code that does not parse."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
-        return _fallback(code)
+        return scan(code, rules)
     visitor = _Visitor(line_offset=0, depth=0)
     visitor.visit(tree)
-    return Analysis(mask_python(code), visitor.imports, visitor.derived)
+    return Analysis(mask_python(code, rules.syntax), visitor.imports, visitor.derived)
 
 
-def mask_python(code: str) -> Masked:
-    """Comments blanked, string spans recorded, using Python's own tokenizer."""
+def mask_python(code: str, syntax: Syntax) -> Masked:
+    """Comments blanked, string spans recorded, using Python's own tokenizer (the generic
+    scanner with `syntax` where it fails)."""
     starts = [0] + [i + 1 for i, ch in enumerate(code) if ch == "\n"]
     strings: list[tuple[int, int]] = []
     comments: list[tuple[int, int]] = []
@@ -48,7 +50,7 @@ def mask_python(code: str) -> Masked:
             span = (_offset(starts, token.start), _offset(starts, token.end))
             (comments if token.type == tokenize.COMMENT else strings).append(span)
     except (tokenize.TokenError, SyntaxError):
-        return scanning.mask(code, scanning.PYTHON)
+        return scanning.mask(code, syntax)
     text = code
     for start, end in comments:
         text = scanning.blank(text, start, end)
@@ -62,22 +64,6 @@ def _fstring_part(token: tokenize.TokenInfo) -> bool:
 def _offset(starts: list[int], point: tuple[int, int]) -> int:
     row, col = point
     return starts[row - 1] + col if row - 1 < len(starts) else starts[-1]
-
-
-_FALLBACK_IMPORT = re.compile(
-    r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import|import[ \t]+([\w.]+(?:[ \t]*,[ \t]*[\w.]+)*))",
-    re.MULTILINE,
-)
-
-
-def _fallback(code: str) -> Analysis:
-    masked = scanning.mask(code, scanning.PYTHON)
-    imports: list[Found] = []
-    for match in _FALLBACK_IMPORT.finditer(masked.text):
-        names = match.group(1) or match.group(2)
-        line = masked.line_of(match.start())
-        imports.extend(Found(name.strip(), line) for name in names.split(","))
-    return Analysis(masked, imports)
 
 
 def fold(node: ast.AST, constants: dict[str, str]) -> str | None:

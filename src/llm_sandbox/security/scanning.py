@@ -1,8 +1,9 @@
-"""Comment- and string-aware scanning of source text, one small tokenizer per syntax family.
+"""Comment- and string-aware scanning of source text: one small tokenizer for every language.
 
-The result is a `Masked` text: comments are blanked (newlines kept, so offsets and line numbers
-do not move) and the spans of string literals and comments are remembered, so a regex match can
-be accepted only when it starts in real code.
+The lexical rules are data: each language's handler declares its `Syntax`. The result is a
+`Masked` text: comments are blanked (newlines kept, so offsets and line numbers do not move) and
+the spans of string literals and comments are remembered, so a regex match can be accepted only
+when it starts in real code.
 """
 
 from __future__ import annotations
@@ -10,32 +11,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True)
-class Syntax:
-    """Lexical rules of one family of languages.
-
-    `quotes` are string delimiters with backslash escapes; `raw_quotes` have no escapes;
-    `triple` are multi-character delimiters tried first (Python's ''' and \"\"\", Java's text
-    blocks); `templates` map a delimiter to the opener of an embedded expression (JS `${`,
-    Ruby `#{`): the expression inside is code.
-    """
-
-    line_comments: tuple[str, ...] = ()
-    block_comments: tuple[tuple[str, str], ...] = ()
-    quotes: str = ""
-    raw_quotes: str = ""
-    triple: tuple[str, ...] = ()
-    templates: tuple[tuple[str, str], ...] = ()
-
-
-C_LIKE = Syntax(("//",), (("/*", "*/"),), quotes="\"'")
-JAVASCRIPT = Syntax(("//",), (("/*", "*/"),), quotes="\"'", templates=(("`", "${"),))
-JAVA = Syntax(("//",), (("/*", "*/"),), quotes="\"'", triple=('"""',))
-GO = Syntax(("//",), (("/*", "*/"),), quotes="\"'", raw_quotes="`")
-RUBY = Syntax(("#",), (("=begin", "=end"),), quotes="'", templates=(('"', "#{"),))
-R = Syntax(("#",), quotes="\"'", raw_quotes="`")
-PYTHON = Syntax(("#",), quotes="\"'", triple=('"""', "'''"))
+from llm_sandbox.language_handlers.syntax import Syntax
 
 
 @dataclass
