@@ -30,10 +30,10 @@ from llm_sandbox.backends.base import (
     ExecRequest,
     ExitStatus,
     Process,
-    RuntimeNeeds,
     Sandbox,
 )
 from llm_sandbox.config import SessionConfig
+from llm_sandbox.language_handlers.base import RuntimeNeeds
 
 FOREVER = float("inf")
 

@@ -18,6 +18,7 @@ from llm_sandbox.exceptions import SandboxRuntimeError
 
 if TYPE_CHECKING:
     from llm_sandbox.config import SessionConfig
+    from llm_sandbox.language_handlers.base import RuntimeNeeds
 
 STDOUT = 1
 STDERR = 2
@@ -104,20 +105,6 @@ class Backend(ABC):
         `config` holds the session's settings; `config.backend_options` is an instance of the
         options class this backend registered. `runtime` says what the language needs.
         """
-
-
-@dataclass(frozen=True)
-class RuntimeNeeds:
-    """What the language needs from a sandbox, independent of the backend."""
-
-    host_paths: Sequence[str] = ()
-    """Host directories the embedded backend must mount read-only (e.g. a Python outside /usr)."""
-    image: str | None = None
-    """The default container image for the language."""
-    path_dirs: Sequence[str] = ()
-    """Directories put first on PATH by the embedded backend (where the toolchain lives)."""
-    tools: Sequence[tuple[str, str]] = ()
-    """(program, install hint) the embedded backend checks for on the host before opening."""
 
 
 def read_to_end(

@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from llm_sandbox.backends.base import RuntimeNeeds
 from llm_sandbox.exceptions import InvalidPackageError
 from llm_sandbox.language_handlers.syntax import SourceRules
 from llm_sandbox.layout import LIBS_DIR, SUPPORT_DIR
@@ -37,6 +36,20 @@ def _fill(word: str, values: dict[str, str]) -> str:
     for name, value in values.items():
         word = word.replace("{" + name + "}", value)
     return word
+
+
+@dataclass(frozen=True)
+class RuntimeNeeds:
+    """What the language needs from a sandbox, independent of the backend."""
+
+    host_paths: Sequence[str] = ()
+    """Host directories the embedded backend must mount read-only (e.g. a Python outside /usr)."""
+    image: str | None = None
+    """The default container image for the language."""
+    path_dirs: Sequence[str] = ()
+    """Directories put first on PATH by the embedded backend (where the toolchain lives)."""
+    tools: Sequence[tuple[str, str]] = ()
+    """(program, install hint) the embedded backend checks for on the host before opening."""
 
 
 @dataclass

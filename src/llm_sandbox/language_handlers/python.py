@@ -12,7 +12,6 @@ import re
 import sys
 from collections.abc import Mapping
 
-from llm_sandbox.backends.base import RuntimeNeeds
 from llm_sandbox.images.naming import image_name
 from llm_sandbox.images.recipes import Recipe, stand_ins
 from llm_sandbox.language_handlers.base import (
@@ -20,6 +19,7 @@ from llm_sandbox.language_handlers.base import (
     AbstractLanguageHandler,
     LanguageConfig,
     PlotCapture,
+    RuntimeNeeds,
 )
 from llm_sandbox.language_handlers.capture import support_file
 from llm_sandbox.language_handlers.syntax import ImportForm, SourceRules, Syntax

@@ -12,13 +12,9 @@ registry. Python additionally gets the syntax-tree analyser of `python_code`.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-
 from llm_sandbox.language_handlers.factory import LanguageHandlerFactory
 from llm_sandbox.language_handlers.syntax import SourceRules
-from llm_sandbox.security import scanning
-from llm_sandbox.security.scanning import Masked
+from llm_sandbox.security.scanning import Analysis, Masked, scan
 
 
 def canonical_language(lang: str) -> str:
@@ -32,21 +28,6 @@ def source_rules(lang: str) -> SourceRules | None:
     return handler.source_rules if handler is not None else None
 
 
-@dataclass(frozen=True)
-class Found:
-    """A piece of text found in the program (a module name or derived code) and its line."""
-
-    text: str
-    line: int
-
-
-@dataclass
-class Analysis:
-    masked: Masked
-    imports: list[Found] = field(default_factory=list)
-    derived: list[Found] = field(default_factory=list)
-
-
 def analyse(code: str, lang: str) -> Analysis:
     """Analyse `code` written in (canonical) language `lang`."""
     rules = source_rules(lang)
@@ -57,36 +38,6 @@ def analyse(code: str, lang: str) -> Analysis:
 
         return analyse_python(code, rules)
     return scan(code, rules)
-
-
-def scan(code: str, rules: SourceRules) -> Analysis:
-    """The analysis of `code` by `rules` alone: masked with its syntax, imports by its forms."""
-    masked = scanning.mask(code, rules.syntax)
-    return Analysis(masked, find_imports(masked, code, rules))
-
-
-def find_imports(masked: Masked, code: str, rules: SourceRules) -> list[Found]:
-    """Module names imported by `code`; only forms that start in real code count.
-
-    Module names are string literals in most languages, so the name is read from the original
-    text while the form's position is checked against the masked one.
-    """
-    found = []
-    for form in rules.imports:
-        for match in form.pattern.finditer(masked.text):
-            if not masked.in_code(match.start()):
-                continue
-            if form.entries is None:
-                names = [(match.start(form.group), match.end(form.group), match.start())]
-            else:
-                entries = form.entries.finditer(
-                    masked.text, match.start(form.group), match.end(form.group)
-                )
-                group = form.entry_group
-                names = [(e.start(group), e.end(group), e.start(group)) for e in entries]
-            for start, end, at in names:
-                found.append(Found(re.sub(r"\s+", "", code[start:end]), masked.line_of(at)))
-    return found
 
 
 def module_matches(imported: str, restricted: str, rules: SourceRules) -> bool:

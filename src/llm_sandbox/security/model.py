@@ -13,12 +13,12 @@ from typing import Literal
 
 from llm_sandbox.exceptions import ConfigurationError
 from llm_sandbox.security.analysis import (
-    Analysis,
     analyse,
     canonical_language,
     module_matches,
     source_rules,
 )
+from llm_sandbox.security.scanning import Analysis
 
 
 class SecurityIssueSeverity(IntEnum):

@@ -17,8 +17,7 @@ import tokenize
 
 from llm_sandbox.language_handlers.syntax import SourceRules, Syntax
 from llm_sandbox.security import scanning
-from llm_sandbox.security.analysis import Analysis, Found, scan
-from llm_sandbox.security.scanning import Masked
+from llm_sandbox.security.scanning import Analysis, Found, Masked, scan
 
 _BUILTINS = {"__builtins__", "builtins"}
 _IMPORTERS = {"__import__", "importlib.import_module", "importlib.__import__"}

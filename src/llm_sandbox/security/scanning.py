@@ -9,9 +9,10 @@ when it starts in real code.
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass, field
 
-from llm_sandbox.language_handlers.syntax import Syntax
+from llm_sandbox.language_handlers.syntax import SourceRules, Syntax
 
 
 @dataclass
@@ -142,3 +143,48 @@ class _Scanner:
     def _record(spans: list[tuple[int, int]], start: int, end: int) -> int:
         spans.append((start, end))
         return end
+
+
+@dataclass(frozen=True)
+class Found:
+    """A piece of text found in the program (a module name or derived code) and its line."""
+
+    text: str
+    line: int
+
+
+@dataclass
+class Analysis:
+    masked: Masked
+    imports: list[Found] = field(default_factory=list)
+    derived: list[Found] = field(default_factory=list)
+
+
+def scan(code: str, rules: SourceRules) -> Analysis:
+    """The analysis of `code` by `rules` alone: masked with its syntax, imports by its forms."""
+    masked = mask(code, rules.syntax)
+    return Analysis(masked, find_imports(masked, code, rules))
+
+
+def find_imports(masked: Masked, code: str, rules: SourceRules) -> list[Found]:
+    """Module names imported by `code`; only forms that start in real code count.
+
+    Module names are string literals in most languages, so the name is read from the original
+    text while the form's position is checked against the masked one.
+    """
+    found = []
+    for form in rules.imports:
+        for match in form.pattern.finditer(masked.text):
+            if not masked.in_code(match.start()):
+                continue
+            if form.entries is None:
+                names = [(match.start(form.group), match.end(form.group), match.start())]
+            else:
+                entries = form.entries.finditer(
+                    masked.text, match.start(form.group), match.end(form.group)
+                )
+                group = form.entry_group
+                names = [(e.start(group), e.end(group), e.start(group)) for e in entries]
+            for start, end, at in names:
+                found.append(Found(re.sub(r"\s+", "", code[start:end]), masked.line_of(at)))
+    return found

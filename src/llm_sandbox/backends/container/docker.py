@@ -13,7 +13,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from llm_sandbox.backends.base import Backend, RuntimeNeeds, Sandbox
+from llm_sandbox.backends.base import Backend, Sandbox
 from llm_sandbox.backends.container.engine import SdkEngine, UnixHttp
 from llm_sandbox.backends.container.options import ContainerOptions
 from llm_sandbox.backends.container.sandbox import ContainerSandbox
@@ -22,6 +22,7 @@ from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
 )
+from llm_sandbox.language_handlers.base import RuntimeNeeds
 
 
 def default_client() -> Any:

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 import podman
 import podman.errors
 
-from llm_sandbox.backends.base import Backend, RuntimeNeeds, Sandbox
+from llm_sandbox.backends.base import Backend, Sandbox
 from llm_sandbox.backends.container.engine import SdkEngine, UnixHttp
 from llm_sandbox.backends.container.options import ContainerOptions
 from llm_sandbox.backends.container.sandbox import ContainerSandbox
@@ -30,6 +30,7 @@ from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
 )
+from llm_sandbox.language_handlers.base import RuntimeNeeds
 
 
 def default_socket() -> str:

@@ -26,12 +26,13 @@ from llm_sandbox.backends.agent.channel import ChannelStream, FrameStream
 from llm_sandbox.backends.agent.host import AgentHost, ExecProcess
 from llm_sandbox.backends.agent.protocol import AGENT_ARGV, INSTALL_TMP, KILL_ALL, prepare
 from llm_sandbox.backends.agent.tarexec import TarOverExec
-from llm_sandbox.backends.base import ExecRequest, Process, RuntimeNeeds, run_to_completion
+from llm_sandbox.backends.base import ExecRequest, Process, run_to_completion
 from llm_sandbox.backends.container.engine import Engine, resolve_image
 from llm_sandbox.backends.container.options import ContainerOptions
 from llm_sandbox.backends.container.spec import build_spec
 from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import SandboxRuntimeError, SessionStateError
+from llm_sandbox.language_handlers.base import RuntimeNeeds
 from llm_sandbox.layout import BAKED_LIBS_DIR, LIBS_DIR, SUPPORT_DIR
 
 logger = logging.getLogger("llm_sandbox")

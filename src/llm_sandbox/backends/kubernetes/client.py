@@ -16,7 +16,7 @@ import kubernetes.client
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 
-from llm_sandbox.backends.base import Backend, RuntimeNeeds, Sandbox
+from llm_sandbox.backends.base import Backend, Sandbox
 from llm_sandbox.backends.kubernetes import manifest, policy
 from llm_sandbox.backends.kubernetes.options import KubernetesOptions
 from llm_sandbox.backends.kubernetes.pods import PodApi
@@ -27,6 +27,7 @@ from llm_sandbox.exceptions import (
     ConfigurationError,
     SandboxRuntimeError,
 )
+from llm_sandbox.language_handlers.base import RuntimeNeeds
 from llm_sandbox.layout import LABEL
 
 DEFAULT_NAMESPACE = "default"

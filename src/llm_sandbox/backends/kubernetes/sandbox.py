@@ -27,7 +27,7 @@ from llm_sandbox.backends.agent.channel import ChannelStream
 from llm_sandbox.backends.agent.host import AgentHost, ExecProcess
 from llm_sandbox.backends.agent.protocol import AGENT_SCRIPT, prepare
 from llm_sandbox.backends.agent.tarexec import TarOverExec
-from llm_sandbox.backends.base import ExecRequest, Process, RuntimeNeeds, run_to_completion
+from llm_sandbox.backends.base import ExecRequest, Process, run_to_completion
 from llm_sandbox.backends.kubernetes import manifest, policy
 from llm_sandbox.backends.kubernetes.channel import WebSocketChannels
 from llm_sandbox.backends.kubernetes.options import KubernetesOptions
@@ -40,6 +40,7 @@ from llm_sandbox.exceptions import (
     SandboxRuntimeError,
     SessionStateError,
 )
+from llm_sandbox.language_handlers.base import RuntimeNeeds
 from llm_sandbox.layout import RUN_SCRIPT
 
 logger = logging.getLogger("llm_sandbox")

@@ -31,15 +31,7 @@ from collections.abc import Mapping
 from typing import IO
 
 from llm_sandbox.backends.agent.tarexec import TarOverExec
-from llm_sandbox.backends.base import (
-    STDERR,
-    STDOUT,
-    Backend,
-    ExecRequest,
-    ExitStatus,
-    Process,
-    RuntimeNeeds,
-)
+from llm_sandbox.backends.base import STDERR, STDOUT, Backend, ExecRequest, ExitStatus, Process
 from llm_sandbox.backends.local import STATE_PREFIX, bwrap
 from llm_sandbox.backends.local.cgroups import CgroupLimits, CgroupSet
 from llm_sandbox.backends.local.host import LocalHost, probe
@@ -51,6 +43,7 @@ from llm_sandbox.exceptions import (
     SandboxRuntimeError,
     SessionStateError,
 )
+from llm_sandbox.language_handlers.base import RuntimeNeeds
 from llm_sandbox.layout import CA_ENV, HOST_CA_BUNDLE
 
 logger = logging.getLogger("llm_sandbox")
