@@ -39,6 +39,7 @@ Run: python3 bench/containers.py [--engine docker|podman|both] [--repeat 30] [--
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -267,7 +268,7 @@ def container_cpu(engine: str, container: str) -> dict[str, Any]:
     after = snapshot()
     elapsed = time.monotonic() - started
     hertz = os.sysconf("SC_CLK_TCK")
-    processes = [
+    processes: list[dict[str, Any]] = [
         {
             "host_pid": pid,
             "argv": argv,
@@ -497,7 +498,7 @@ def bench_engine(engine: str, args: argparse.Namespace, python: Path | None) -> 
         prev, problem = measure_prev(python, engine, args)
         if problem is not None:
             notes.append(problem)
-        elif len(prev["one_shot"]) < args.prev_repeat:
+        elif prev is not None and len(prev["one_shot"]) < args.prev_repeat:
             notes.append(
                 f"{PREV_VERSION} one-shots capped at {len(prev['one_shot'])} by --prev-budget"
             )
@@ -561,7 +562,7 @@ def main() -> None:
             report["prev_library"]["error"] = problem
     engines = ("docker", "podman") if args.engine == "both" else (args.engine,)
     for engine in engines:
-        report["engines"][engine] = guarded(lambda e=engine: bench_engine(e, args, python))
+        report["engines"][engine] = guarded(functools.partial(bench_engine, engine, args, python))
     print(json.dumps(report, indent=2))
 
 

@@ -22,6 +22,7 @@ Run: python3 bench/kubernetes.py [--repeat 15]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -77,10 +78,12 @@ def main() -> None:
             for i in range(args.repeat):
                 print(f"round {i + 1}/{args.repeat}", file=sys.stderr)
                 for backend in ("kubernetes", "docker"):
-                    samples[f"{backend}.one_shot"].append(timed(lambda b=backend: one_shot(b)))
+                    samples[f"{backend}.one_shot"].append(
+                        timed(functools.partial(one_shot, backend))
+                    )
                 for backend, session in (("kubernetes", kube), ("docker", docker)):
                     samples[f"{backend}.warm_run"].append(
-                        timed(lambda s=session: s.run("print(1)"))
+                        timed(functools.partial(session.run, "print(1)"))
                     )
                 samples["kubernetes.exec_per_run"].append(
                     timed(

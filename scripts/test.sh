@@ -59,8 +59,8 @@ else
   echo "==> not root: container engines are used only if already running"
 fi
 echo "==> ruff"
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
+.venv/bin/ruff check src tests bench scripts
+.venv/bin/ruff format --check src tests bench scripts
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"

@@ -8,7 +8,7 @@ returns). It computes the action the kernel would take for one syscall.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 ALLOW = 0x7FFF0000
 KILL_PROCESS = 0x80000000
@@ -16,7 +16,7 @@ RET_ERRNO = 0x00050000
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 AUDIT_ARCH_I386 = 0x40000003
 
-_ALU = {
+_ALU: dict[int, Callable[[int, int], int]] = {
     0x00: lambda a, k: a + k,  # ADD
     0x10: lambda a, k: a - k,  # SUB
     0x40: lambda a, k: a | k,  # OR
@@ -25,7 +25,7 @@ _ALU = {
     0x70: lambda a, k: a >> k,  # RSH
     0xA0: lambda a, k: a ^ k,  # XOR
 }
-_JUMP = {
+_JUMP: dict[int, Callable[[int, int], bool]] = {
     0x10: lambda a, k: a == k,  # JEQ
     0x20: lambda a, k: a > k,  # JGT
     0x30: lambda a, k: a >= k,  # JGE

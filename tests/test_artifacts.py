@@ -157,7 +157,7 @@ def test_artifact_session_options_are_checked() -> None:
     with pytest.raises(ConfigurationError, match="max_artifact_bytes"):
         ArtifactSandboxSession(max_artifact_bytes="lots")
     with pytest.raises(ConfigurationError, match="unknown option"):
-        ArtifactSandboxSession(enable_ploting=True)
+        ArtifactSandboxSession(enable_ploting=True)  # type: ignore[call-arg]
     assert ArtifactSandboxSession(max_artifact_bytes="2m").max_artifact_bytes == 2 * 1024 * 1024
     with pytest.raises(ConfigurationError, match="use it instead of SandboxSession"):
-        SandboxSession(enable_plotting=True)
+        SandboxSession(enable_plotting=True)  # type: ignore[call-arg]

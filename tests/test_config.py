@@ -26,7 +26,7 @@ def test_public_api_is_sorted_and_importable() -> None:
 
 def test_unknown_option_names_the_closest_match() -> None:
     with pytest.raises(ConfigurationError, match="Did you mean 'execution_timeout'") as info:
-        SandboxSession(lang="python", execution_timout=5)
+        SandboxSession(lang="python", execution_timout=5)  # type: ignore[call-arg]
     assert "Accepted options" in str(info.value)
 
 
@@ -107,7 +107,7 @@ def test_unavailable_backend_fails_promptly_with_reason(
 )
 def test_malformed_values_are_rejected(option: str, value: object) -> None:
     with pytest.raises(ConfigurationError):
-        SandboxSession(**{option: value})
+        SandboxSession(**{option: value})  # type: ignore[arg-type]
 
 
 def test_timeout_defaults_follow_the_specification() -> None:
@@ -135,7 +135,7 @@ def test_parse_size(text: str | int, expected: int) -> None:
 @pytest.mark.parametrize("text", ["lots", "-1", "", True])
 def test_parse_size_rejects(text: object) -> None:
     with pytest.raises(ConfigurationError):
-        parse_size(text, "memory")  # type: ignore[arg-type]
+        parse_size(text, "memory")
 
 
 def test_local_runtime_config_maps_docker_keys_to_limits() -> None:

@@ -113,7 +113,7 @@ def test_options_of_another_backend_are_rejected_by_the_options_class(
 
 
 def test_a_factory_that_returns_no_backend_is_refused() -> None:
-    register_backend("broken", object)  # type: ignore[arg-type,return-value]
+    register_backend("broken", object)  # type: ignore[arg-type]
     try:
         with pytest.raises(ConfigurationError, match=r"not a llm_sandbox\.backends\.base\.Backend"):
             SandboxSession(backend="broken").open()
@@ -174,10 +174,10 @@ def test_session_options_match_their_declarations() -> None:
     """`SessionOptions` (for type checkers) restates exactly the dataclass fields."""
     names_in_annotations = {"SecurityPolicy": SecurityPolicy}
     declared: dict[str, object] = {}
-    owners = [SessionConfig, *(d.options for d in list_backends() if d.builtin)]
-    for owner in owners:
+    owners: list[tuple[type, tuple[str, ...]]] = [(SessionConfig, SessionConfig.COMMON)]
+    owners += [(d.options, d.options.option_names()) for d in list_backends() if d.builtin]
+    for owner, names in owners:
         hints = typing.get_type_hints(owner, localns=names_in_annotations)
-        names = SessionConfig.COMMON if owner is SessionConfig else owner.option_names()
         for name in names:
             declared.setdefault(name, hints[name])
     del declared["lang"]  # the positional parameter

@@ -50,7 +50,7 @@ def test_state_machine_and_misuse_errors() -> None:
         session.open()
     session.close()
     session.close()  # closing twice is fine
-    assert session.state is State.CLOSED
+    assert session.state.value == "closed"
     assert sandbox_of(session).closed == 1
     with pytest.raises(SessionStateError, match="closed"):
         session.run("out x")

@@ -36,4 +36,4 @@ def test_is_safe_without_policy_is_true() -> None:
 
 def test_policy_of_the_wrong_type_is_rejected() -> None:
     with pytest.raises(ConfigurationError, match="SecurityPolicy"):
-        SandboxSession(lang="python", security_policy="production")
+        SandboxSession(lang="python", security_policy="production")  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ import base64
 import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from support import IN_CI, open_or_skip
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _open(lang: str, backend: str, **options: object) -> ArtifactSandboxSession:
+def _open(lang: str, backend: str, **options: Any) -> ArtifactSandboxSession:
     session = ArtifactSandboxSession(lang=lang, backend=backend, **options)
     return open_or_skip(session, f"{lang} on {backend}")
 

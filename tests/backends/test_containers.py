@@ -158,7 +158,7 @@ def test_user_made_client_is_used(container_backend: str) -> None:
 
         client = PodmanClient(base_url="unix:///run/podman/podman.sock")
     with SandboxSession(client=client, lang="python") as session:
-        assert session.config.backend.value == container_backend
+        assert session.config.backend == container_backend
         assert session.run("print('via client')").stdout == "via client\n"
     client.close()
 

@@ -96,7 +96,7 @@ def _sandbox_cmdlines(container: str) -> Iterator[tuple[int, list[str]]]:
 
 def _container_of(session: SandboxSession) -> str:
     """The container a Docker session runs in (a test-only reach into the session)."""
-    container: str = session._sandbox._container  # type: ignore[union-attr, attr-defined]
+    container: str = session._sandbox._container  # type: ignore[union-attr]
     return container
 
 
@@ -614,16 +614,18 @@ class Witness:
 
 def host_non_loopback_addresses() -> list[tuple[int, str]]:
     found: set[tuple[int, str]] = set()
+    family: int
     with contextlib.suppress(OSError):
         for family, _, _, _, sockaddr in socket.getaddrinfo(
             socket.gethostname(), None, type=socket.SOCK_STREAM
         ):
             found.add((family, str(sockaddr[0])))
     # The source address of the default route: connect() on a UDP socket sends nothing.
-    for family, documentation_address in (
+    probes: tuple[tuple[int, str], ...] = (
         (socket.AF_INET, "192.0.2.1"),
         (socket.AF_INET6, "2001:db8::1"),
-    ):
+    )
+    for family, documentation_address in probes:
         with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as probe:
             probe.connect((documentation_address, 9))
             found.add((family, str(probe.getsockname()[0])))

@@ -6,14 +6,16 @@ import os
 import socket
 import time
 from types import SimpleNamespace
+from typing import Any
 
 from llm_sandbox.backends.kubernetes import manifest
 from llm_sandbox.backends.kubernetes.channel import exit_code_from_status
 from llm_sandbox.backends.kubernetes.sandbox import ulimits
 from llm_sandbox.config import MiB, ResourceLimits
+from llm_sandbox.layout import HOST_LABEL, LABEL, PID_LABEL
 
 
-def _defaults(**overrides: object) -> dict[str, object]:
+def _defaults(**overrides: object) -> dict[str, Any]:
     options: dict[str, object] = {
         "image": "img:1",
         "workdir": "/sandbox",
@@ -27,7 +29,7 @@ def _defaults(**overrides: object) -> dict[str, object]:
 
 def test_default_pod_is_hardened() -> None:
     pod = _defaults(session_timeout=60.0, environment={"A": "1"})
-    spec = pod["spec"]  # type: ignore[index]
+    spec = pod["spec"]
     container = spec["containers"][0]
     context = container["securityContext"]
     assert context["allowPrivilegeEscalation"] is False
@@ -47,17 +49,17 @@ def test_default_pod_is_hardened() -> None:
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/sandbox", "/tmp"} <= mounts
     assert all("emptyDir" in v for v in spec["volumes"])
-    labels = pod["metadata"]["labels"]  # type: ignore[index]
-    assert labels[manifest.LABEL] == "1"
-    assert labels[manifest.PID_LABEL] == str(os.getpid())
+    labels = pod["metadata"]["labels"]
+    assert labels[LABEL] == "1"
+    assert labels[PID_LABEL] == str(os.getpid())
     assert labels[manifest.NETWORK_LABEL] == "none"
     assert "runtimeClassName" not in spec
 
 
 def test_names_and_uids_are_unique_per_session() -> None:
     pods = [_defaults() for _ in range(20)]
-    assert len({p["metadata"]["name"] for p in pods}) == 20  # type: ignore[index]
-    uids = {p["spec"]["securityContext"]["runAsUser"] for p in pods}  # type: ignore[index]
+    assert len({p["metadata"]["name"] for p in pods}) == 20
+    uids = {p["spec"]["securityContext"]["runAsUser"] for p in pods}
     assert len(uids) > 15
 
 
@@ -66,7 +68,7 @@ def test_runtime_class_from_the_environment(monkeypatch: object) -> None:
 
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
     monkeypatch.setenv(manifest.RUNTIME_CLASS_ENV, "gvisor")
-    assert _defaults()["spec"]["runtimeClassName"] == "gvisor"  # type: ignore[index]
+    assert _defaults()["spec"]["runtimeClassName"] == "gvisor"
 
 
 def test_user_manifest_wins_and_defaults_fill_only_gaps() -> None:
@@ -90,7 +92,7 @@ def test_user_manifest_wins_and_defaults_fill_only_gaps() -> None:
     pod = manifest.pod_manifest(user, _defaults(environment={"A": "ours", "B": "x"}))
     assert pod["metadata"]["name"] == "mine"
     assert pod["metadata"]["labels"]["app"] == "sandbox"
-    assert pod["metadata"]["labels"][manifest.LABEL] == "1"
+    assert pod["metadata"]["labels"][LABEL] == "1"
     first, second = pod["spec"]["containers"]
     assert first["name"] == "sandbox-container"
     assert first["image"] == "python:3.9"
@@ -131,8 +133,8 @@ def test_orphans() -> None:
     def alive(pid: str) -> bool:
         return True
 
-    mine = {manifest.HOST_LABEL: here, manifest.PID_LABEL: "1"}
-    elsewhere = {manifest.HOST_LABEL: "another-host", manifest.PID_LABEL: "1"}
+    mine = {HOST_LABEL: here, PID_LABEL: "1"}
+    elsewhere = {HOST_LABEL: "another-host", PID_LABEL: "1"}
     assert manifest.orphaned(meta(mine), "Running", dead)
     assert not manifest.orphaned(meta(mine), "Running", alive)
     assert not manifest.orphaned(meta(elsewhere), "Running", dead)

@@ -28,6 +28,7 @@ from llm_sandbox.exceptions import (
     PodStartError,
     SandboxTimeoutError,
 )
+from llm_sandbox.layout import LABEL, PID_LABEL
 
 pytestmark = pytest.mark.usefixtures("kubeconfig")
 
@@ -59,7 +60,7 @@ def gone(core: Any, namespace: str, name: str) -> bool:
     try:
         core.read_namespaced_pod(name, namespace)
     except ApiException as exc:
-        return exc.status == 404
+        return bool(exc.status == 404)
     return False
 
 
@@ -83,8 +84,8 @@ def test_default_pod_is_hardened_as_the_api_server_stores_it(
     assert container.resources.limits["memory"] == "512Mi"
     assert container.resources.requests["memory"] == "512Mi"
     assert "cpu" in container.resources.limits
-    assert pod.metadata.labels[manifest.LABEL] == "1"
-    assert pod.metadata.labels[manifest.PID_LABEL] == str(os.getpid())
+    assert pod.metadata.labels[LABEL] == "1"
+    assert pod.metadata.labels[PID_LABEL] == str(os.getpid())
     empty_dirs = {v.name for v in spec.volumes if v.empty_dir is not None}
     mounts = {m.mount_path for m in container.volume_mounts if m.name in empty_dirs}
     assert {session.config.workdir, "/tmp"} <= mounts
@@ -161,7 +162,7 @@ def test_user_manifest_is_honoured_and_gaps_filled(core: Any) -> None:
         assert container.security_context.capabilities.drop == ["ALL"]
         assert container.security_context.read_only_root_filesystem is True
         assert pod.metadata.labels["app"] == "sandbox"
-        assert pod.metadata.labels[manifest.LABEL] == "1"
+        assert pod.metadata.labels[LABEL] == "1"
         result = session.run("import os; print(os.getuid(), os.getcwd())")
         assert result.stdout == "1000 /tmp/sandbox\n"
     assert gone(core, namespace, name)
@@ -246,7 +247,7 @@ def test_gc_removes_orphaned_pods_only(session: SandboxSession, core: Any) -> No
             session_timeout=None,
         ),
     )
-    orphan["metadata"]["labels"][manifest.PID_LABEL] = dead.stdout.strip()
+    orphan["metadata"]["labels"][PID_LABEL] = dead.stdout.strip()
     name = core.create_namespaced_pod(namespace, orphan).metadata.name
     removed = collect()
     assert f"kubernetes pod {namespace}/{name}" in removed

@@ -378,7 +378,8 @@ class KubeEmulator:
             state = self.kubelet.state(pod.container_id)
             if state and not state.get("Running"):
                 reason = "OOMKilled" if state.get("OOMKilled") else "Error"
-                code = int(state.get("ExitCode") or 0)
+                exit_code = state.get("ExitCode")
+                code = exit_code if isinstance(exit_code, int) else 0
                 terminated = {"exitCode": code, "reason": reason if code else "Completed"}
                 pod.set_state("Failed" if code else "Succeeded", {"terminated": terminated})
 

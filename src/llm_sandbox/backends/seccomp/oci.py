@@ -37,7 +37,7 @@ embedded backend's program refuses it by number.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final, assert_never
+from typing import Final, NotRequired, TypedDict, assert_never
 
 from llm_sandbox.backends.seccomp.policy import (
     LOW32,
@@ -50,7 +50,7 @@ from llm_sandbox.backends.seccomp.policy import (
     rules_for,
 )
 
-__all__ = ["oci_profile"]
+__all__ = ["OciProfile", "OciRule", "oci_profile"]
 
 Cube = tuple[int, int]
 """``(mask, value)``: the argument values ``v`` with ``v & mask == value``."""
@@ -91,11 +91,40 @@ def _cubes(condition: Condition) -> list[Cube]:
             assert_never(condition)
 
 
-def _action(errno: Errno) -> dict[str, object]:
-    return {"action": "SCMP_ACT_ERRNO", "errnoRet": errno.value}
+class OciCondition(TypedDict):
+    """One argument comparison of an OCI seccomp rule."""
+
+    index: int
+    value: int
+    valueTwo: int
+    op: str
 
 
-def oci_profile(arch: str | None = None) -> dict[str, object]:
+class OciRule(TypedDict):
+    """One entry of an OCI profile's `syscalls`: these names get this action (if args match)."""
+
+    names: list[str]
+    action: str
+    errnoRet: int
+    args: NotRequired[list[OciCondition]]
+
+
+class OciProfile(TypedDict):
+    """A Docker/Podman (OCI runtime spec) seccomp profile."""
+
+    defaultAction: str
+    architectures: list[str]
+    syscalls: list[OciRule]
+
+
+def _rule(names: list[str], errno: Errno, args: list[OciCondition] | None = None) -> OciRule:
+    rule: OciRule = {"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": errno.value}
+    if args is not None:
+        rule["args"] = args
+    return rule
+
+
+def oci_profile(arch: str | None = None) -> OciProfile:
     """The policy as a Docker/Podman seccomp profile for ``arch`` (None: this machine).
 
     Allow by default; one entry per action for the unconditional rules, then one entry per cube
@@ -103,22 +132,22 @@ def oci_profile(arch: str | None = None) -> dict[str, object]:
     """
     resolved = resolve_arch(arch)
     rules = rules_for(resolved)
-    entries: list[dict[str, object]] = []
+    entries: list[OciRule] = []
     for errno in dict.fromkeys(rule.action for rule in rules if rule.when is None):
         names = sorted(r.syscall for r in rules if r.when is None and r.action == errno)
-        entries.append({"names": names, **_action(errno)})
+        entries.append(_rule(names, errno))
     for rule in rules:
         if rule.when is None:
             continue
         index = rule.when.index
         for mask, value in _cubes(rule.when):
-            condition = {
+            condition: OciCondition = {
                 "index": index,
                 "value": mask,
                 "valueTwo": value,
                 "op": "SCMP_CMP_MASKED_EQ",
             }
-            entries.append({"names": [rule.syscall], **_action(rule.action), "args": [condition]})
+            entries.append(_rule([rule.syscall], rule.action, [condition]))
     return {
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": list(resolved.scmp_arches),
