@@ -79,7 +79,7 @@ def _cleaner(engine: str) -> Cleaner:
 
 def _definition(engine: str, **more: Any) -> BackendDefinition:
     def factory() -> Backend:
-        backend: Backend = _engine_module(engine).ENGINE_BACKEND()
+        backend: Backend = _engine_module(engine).create_backend()
         return backend
 
     return BackendDefinition(

@@ -13,16 +13,13 @@ from typing import Any
 import docker
 import docker.errors
 
-from llm_sandbox.backends.base import Backend, Sandbox
+from llm_sandbox.backends.base import Backend
 from llm_sandbox.backends.container.engine import SdkEngine, UnixHttp
-from llm_sandbox.backends.container.options import ContainerOptions
-from llm_sandbox.backends.container.sandbox import ContainerSandbox
+from llm_sandbox.backends.container.sandbox import EngineBackend
 from llm_sandbox.backends.container.spec import ContainerSpec
-from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
 )
-from llm_sandbox.language_handlers.base import RuntimeNeeds
 
 
 def default_client() -> Any:
@@ -122,14 +119,6 @@ class DockerEngine(SdkEngine):
         return True
 
 
-class DockerBackend(Backend):
-    name = "docker"
-    errors = docker.errors
-
-    def open(self, config: SessionConfig, runtime: RuntimeNeeds) -> Sandbox:
-        client = config.options(ContainerOptions).client or default_client()
-        return ContainerSandbox(DockerEngine(client), config, runtime)
-
-
-ENGINE_BACKEND = DockerBackend
-"""What the container package's definition instantiates."""
+def create_backend() -> Backend:
+    """The backend the container package's definition opens sessions with."""
+    return EngineBackend("docker", DockerEngine, default_client)

@@ -21,16 +21,13 @@ from urllib.parse import unquote
 import podman
 import podman.errors
 
-from llm_sandbox.backends.base import Backend, Sandbox
+from llm_sandbox.backends.base import Backend
 from llm_sandbox.backends.container.engine import SdkEngine, UnixHttp
-from llm_sandbox.backends.container.options import ContainerOptions
-from llm_sandbox.backends.container.sandbox import ContainerSandbox
+from llm_sandbox.backends.container.sandbox import EngineBackend
 from llm_sandbox.backends.container.spec import ContainerSpec
-from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
 )
-from llm_sandbox.language_handlers.base import RuntimeNeeds
 
 
 def default_socket() -> str:
@@ -231,14 +228,6 @@ def _tmpfs_mounts(tmpfs: Mapping[str, str]) -> list[dict[str, Any]]:
     return mounts
 
 
-class PodmanBackend(Backend):
-    name = "podman"
-    errors = podman.errors
-
-    def open(self, config: SessionConfig, runtime: RuntimeNeeds) -> Sandbox:
-        client = config.options(ContainerOptions).client or default_client()
-        return ContainerSandbox(PodmanEngine(client), config, runtime)
-
-
-ENGINE_BACKEND = PodmanBackend
-"""What the container package's definition instantiates."""
+def create_backend() -> Backend:
+    """The backend the container package's definition opens sessions with."""
+    return EngineBackend("podman", PodmanEngine, default_client)

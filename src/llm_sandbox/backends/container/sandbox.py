@@ -20,13 +20,14 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from llm_sandbox.backends.agent.channel import ChannelStream, FrameStream
 from llm_sandbox.backends.agent.host import AgentHost, ExecProcess
 from llm_sandbox.backends.agent.protocol import AGENT_ARGV, INSTALL_TMP, KILL_ALL, prepare
 from llm_sandbox.backends.agent.tarexec import TarOverExec
-from llm_sandbox.backends.base import ExecRequest, Process, run_to_completion
+from llm_sandbox.backends.base import Backend, ExecRequest, Process, run_to_completion
 from llm_sandbox.backends.container.engine import Engine, resolve_image
 from llm_sandbox.backends.container.options import ContainerOptions
 from llm_sandbox.backends.container.spec import build_spec
@@ -191,3 +192,18 @@ def _wait_exit_code(engine: Engine, exec_id: str, timeout: float) -> int:
         if time.monotonic() > deadline:
             raise SandboxRuntimeError(f"exec {exec_id[:12]} did not report an exit code")
         time.sleep(0.005)
+
+
+class EngineBackend(Backend):
+    """Opens container sandboxes through one engine's adapter (`docker.py`, `podman.py`)."""
+
+    def __init__(
+        self, name: str, engine: Callable[[Any], Engine], default_client: Callable[[], Any]
+    ) -> None:
+        self.name = name
+        self._engine = engine
+        self._default_client = default_client
+
+    def open(self, config: SessionConfig, runtime: RuntimeNeeds) -> ContainerSandbox:
+        client = config.options(ContainerOptions).client or self._default_client()
+        return ContainerSandbox(self._engine(client), config, runtime)
