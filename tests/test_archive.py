@@ -412,14 +412,17 @@ def test_extract_to_replaces_an_existing_file(tmp_path: Path) -> None:
     assert (tmp_path / "x").read_bytes() == b"new"
 
 
-def test_extract_to_renames_a_directory(tmp_path: Path) -> None:
+@pytest.mark.parametrize("exists", [False, True])
+def test_extract_to_puts_a_directory_inside_the_destination(tmp_path: Path, exists: bool) -> None:
+    """The previous generation's layout: `dest/<dir>/...`, whether `dest` exists or not."""
     tree = make_tree(tmp_path)
+    if exists:
+        (tmp_path / "copy").mkdir()
     written = extract_to(pack(tree, "out"), tmp_path / "copy")
-    copy = tmp_path / "copy"
+    copy = tmp_path / "copy" / "out"
     assert written[0] == copy
     assert (copy / "sub" / "b.bin").read_bytes() == (tree / "sub" / "b.bin").read_bytes()
     assert os.readlink(copy / "sub" / "link") == "../a.txt"
-    assert not (tmp_path / "copy" / "out").exists()
 
 
 def test_extract_to_an_existing_directory_places_the_entry_inside(tmp_path: Path) -> None:
@@ -432,12 +435,14 @@ def test_extract_to_an_existing_directory_places_the_entry_inside(tmp_path: Path
 
 def test_extract_to_accepts_an_implied_top_directory(tmp_path: Path) -> None:
     extract_to(make_tar(reg("./out/a", b"a"), reg("./out/b/c", b"c")), tmp_path / "x")
-    assert (tmp_path / "x" / "b" / "c").read_bytes() == b"c"
+    assert (tmp_path / "x" / "out" / "b" / "c").read_bytes() == b"c"
 
 
-def test_extract_to_needs_an_existing_parent(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="parent directory"):
-        extract_to(make_tar(reg("out")), tmp_path / "missing" / "x")
+def test_extract_to_creates_missing_parents(tmp_path: Path) -> None:
+    extract_to(make_tar(reg("out", b"f")), tmp_path / "missing" / "x")
+    assert (tmp_path / "missing" / "x").read_bytes() == b"f"
+    extract_to(make_tar(directory("tree"), reg("tree/f", b"t")), tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b" / "tree" / "f").read_bytes() == b"t"
 
 
 def test_extract_to_will_not_put_a_directory_over_a_file(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ from llm_sandbox.backends.registry import (
     list_backends,
     register_backend,
 )
-from llm_sandbox.config import ResourceLimits, SandboxBackend
+from llm_sandbox.config import ResourceLimits
+from llm_sandbox.const import SandboxBackend
 from llm_sandbox.exceptions import SandboxError, SandboxTimeoutError
 from llm_sandbox.results import ArtifactFile, ConsoleOutput, ExecutionResult, PlotOutput, Verdict
 from llm_sandbox.session import SandboxSession

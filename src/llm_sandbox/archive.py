@@ -163,35 +163,37 @@ def safe_extract(
 def extract_to(
     data: bytes | BinaryIO, dest_path: StrPath, *, max_bytes: int | None = None
 ) -> list[Path]:
-    """Extract an archive with a single top-level entry so that the entry becomes `dest_path`.
+    """Extract an archive with a single top-level entry (a file or a directory) to `dest_path`.
 
     This is the host half of "copy `/sandbox/out` to `/host/x`": the sandbox returns a tar
-    whose only top-level entry is `out` (a file or a directory), and the rule is that of `cp -r`:
+    whose only top-level entry is `out`. The layout is the previous generation's, which its
+    users' code reads back:
 
-    * if `dest_path` is an existing directory, the entry is placed inside it
-      (`/host/x/out`), merging into an existing `/host/x/out` directory if there is one;
-    * otherwise the entry is renamed to `dest_path` (`/host/x`), whose parent must exist.
-      An existing file there is replaced; a directory is never replaced by a file or the
-      other way round.
+    * a directory always lands *inside* `dest_path`, keeping its name (`/host/x/out/...`),
+      whether `dest_path` exists or not (it is created, parents too), merging into an existing
+      `/host/x/out`;
+    * a file lands at `dest_path` exactly (parents created; an existing file is replaced),
+      or inside it (`/host/x/out`) when `dest_path` is an existing directory.
 
-    A top-level symlink is refused (copy what it points to instead), and symlinks inside a
-    copied directory must resolve inside that directory, not merely inside `dest_path`'s
-    parent. All the `safe_extract` rules apply, and nothing is written if any member is
-    refused. Returns the paths written: the entry itself first, then what it contains in
-    archive order.
+    A directory is never replaced by a file or the other way round. A top-level symlink is
+    refused (copy what it points to instead), and symlinks inside a copied directory must
+    resolve inside that directory. All the `safe_extract` rules apply, and nothing is written
+    if any member is refused. Returns the paths written: the entry itself first, then what it
+    contains in archive order.
     """
     with _open_archive(data, max_bytes) as tar:
         members = list(_read_members(tar))
         top, top_info = _single_top(members)
         target = Path(dest_path)
-        if target.is_dir():
+        is_dir = top_info is None or top_info.isdir()
+        if is_dir or target.is_dir():
+            if target.is_symlink() or (target.exists() and not target.is_dir()):
+                raise FileExistsError(f"cannot copy {top!r} into {str(target)!r}: it is in the way")
             target = target / top
-        elif not target.parent.is_dir():
-            raise FileNotFoundError(f"parent directory of {str(target)!r} does not exist")
         if top_info is not None and top_info.issym():
             raise _refuse(top_info.name, "the top-level entry is a symlink; copy its target")
         prefix: Parts
-        if top_info is None or top_info.isdir():
+        if is_dir:
             _check_dir_target(target, top)
             root, prefix = target, ()
         else:
@@ -201,7 +203,7 @@ def extract_to(
             for info, parts in members
             if parts  # a "./" member describes the parent directory, which is left alone
         ]
-        written = _extract(tar, root, entries, max_bytes)
+        written = _extract(tar, root, entries, max_bytes, make_parents=True)
         return written if prefix else [target, *written]
 
 
@@ -237,9 +239,16 @@ def _relocated_link(info: tarfile.TarInfo, top: str, prefix: Parts) -> Parts | N
 
 
 def _extract(
-    tar: tarfile.TarFile, root: Path, entries: list[_Entry], max_bytes: int | None
+    tar: tarfile.TarFile,
+    root: Path,
+    entries: list[_Entry],
+    max_bytes: int | None,
+    *,
+    make_parents: bool = False,
 ) -> list[Path]:
     sources = _Plan(root, entries, max_bytes).validate()
+    if make_parents:  # only once every member passed: a refusal writes nothing
+        root.parent.mkdir(parents=True, exist_ok=True)
     return _Writer(tar, root, sources).write(entries)
 
 

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from typing import Unpack
 
 from llm_sandbox import artifacts
-from llm_sandbox.config import SandboxBackend, parse_size
+from llm_sandbox.config import parse_size
+from llm_sandbox.const import SandboxBackend
 from llm_sandbox.exceptions import ConfigurationError, SandboxRuntimeError, UnsafeArchiveError
 from llm_sandbox.language_handlers.base import CommandPlan, PlotCapture
 from llm_sandbox.options import SessionOptions

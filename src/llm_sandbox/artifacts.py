@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from llm_sandbox import archive, plot_formats
-from llm_sandbox.results import ArtifactFile, PlotOutput
+from llm_sandbox.results import ArtifactFile, FileType, PlotOutput
 
 ARTIFACTS_ENV = "LLM_SANDBOX_ARTIFACTS_DIR"
 PLOTS_ENV = "LLM_SANDBOX_PLOTS_DIR"
@@ -130,4 +130,6 @@ def _add_file(collected: Collected, name: str, content: bytes) -> None:
 def _plot(fmt: str, content: bytes, name: str | None = None) -> PlotOutput:
     width, height = plot_formats.dimensions(fmt, content)
     encoded = base64.b64encode(content).decode("ascii")
-    return PlotOutput(format=fmt, content_base64=encoded, width=width, height=height, name=name)
+    return PlotOutput(
+        format=FileType(fmt), content_base64=encoded, width=width, height=height, name=name
+    )

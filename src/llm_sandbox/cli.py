@@ -7,7 +7,6 @@ import json
 import sys
 from collections.abc import Sequence
 
-from llm_sandbox.config import SandboxBackend
 from llm_sandbox.exceptions import SandboxError, SandboxTimeoutError
 
 TIMEOUT_EXIT = 124
@@ -20,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run code in a sandbox; exits with the program's status")
     run.add_argument("--lang", default="python", help="language (default: python)")
-    run.add_argument("--backend", choices=[b.value for b in SandboxBackend], default=None)
+    run.add_argument("--backend", default=None, help="local, docker, podman, kubernetes, ...")
     run.add_argument("--timeout", type=float, default=None, help="seconds before the run is killed")
     run.add_argument("--network", action="store_true", help="let the code use the network")
     run.add_argument("--image", default=None, help="container image (docker/podman)")

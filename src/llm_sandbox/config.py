@@ -18,9 +18,9 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
+from llm_sandbox.const import SandboxBackend
 from llm_sandbox.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -30,19 +30,6 @@ _Options = TypeVar("_Options", bound="BackendOptions")
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-
-
-class SandboxBackend(StrEnum):
-    """The built-in backends. `SandboxSession(backend=...)` accepts a member or any registered
-    backend's name (see `llm_sandbox.backends.registry`)."""
-
-    LOCAL = "local"
-    DOCKER = "docker"
-    PODMAN = "podman"
-    KUBERNETES = "kubernetes"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -2,24 +2,40 @@
 
 ```
 SandboxError
-├── ConfigurationError (ValueError)        an option is unknown, malformed or inapplicable
-│   ├── LanguageNotSupportedError          `lang` names no registered handler
-│   ├── UnsupportedBackendError            `backend` names no registered backend
-│   └── InvalidPackageError                a library name that could smuggle options or shell
-├── UnsafeArchiveError (ValueError)        a tar stream from a sandbox tried to escape
-├── BackendUnavailableError (RuntimeError) the backend cannot run here (tool/extra/daemon)
-│   └── ControlUnavailableError            a requested control cannot be applied (fail closed)
-├── ImageBuildError (RuntimeError)         a default image or a dockerfile could not be built
-├── SessionStateError (RuntimeError)       run before open, run after close, ...
-├── SecurityViolationError                 the code broke the session's security policy; not run
-├── SandboxTimeoutError (TimeoutError)     a run or the session ran out of time; all killed
-├── SandboxRuntimeError (RuntimeError)     the sandbox itself failed (not the user's program)
-│   └── PodStartError                      a Kubernetes pod did not start (reason, events)
-└── PackageInstallError                    installing libraries failed (exit code, output kept)
+├── ValidationError (ValueError)            bad input: the previous generation's name for the family
+│   └── ConfigurationError                  an option is unknown, malformed or inapplicable
+│       ├── ExtraArgumentsError             an option that no session or backend knows
+│       ├── LanguageNotSupportedError       `lang` names no registered handler
+│       ├── LanguageNotSupportPlotError     plots asked of a language without plot capture
+│       ├── UnsupportedBackendError         `backend` names no registered backend
+│       ├── CommandEmptyError               an empty command line
+│       ├── InvalidRegexPatternError        a security pattern that is not a regular expression
+│       └── InvalidPackageError             a library name that could smuggle options or shell
+│           └── PackageManagerError         the language has no package manager to install with
+├── SecurityError                           a safety rule refused something
+│   ├── SecurityViolationError              the code broke the session's policy; not run
+│   └── UnsafeArchiveError (ValueError)     a tar stream from a sandbox tried to escape
+├── ResourceError                           reserved: never raised (limits are results: `verdict`)
+├── BackendUnavailableError (RuntimeError)  the backend cannot run here (tool/extra/daemon)
+│   ├── MissingDependencyError (ImportError) the backend's SDK is not installed
+│   └── ControlUnavailableError             a requested control cannot be applied (fail closed)
+├── ImageBuildError (RuntimeError)          a default image or a dockerfile could not be built
+├── SessionStateError (RuntimeError)        run before open, run after close, ...
+│   ├── NotOpenSessionError                 the session is not open
+│   └── LanguageHandlerNotInitializedError  the session has no language handler
+├── SandboxTimeoutError (TimeoutError)      a run or the session ran out of time; all killed
+├── SandboxRuntimeError (RuntimeError)      the sandbox itself failed (not the user's program)
+│   └── ContainerError                      the container or pod failed or is gone
+│       └── PodStartError                   a Kubernetes pod did not start (reason, events)
+├── CommandFailedError                      one of our commands failed (command, exit code, output)
+│   └── PackageInstallError                 installing libraries failed (exit code, output kept)
+└── SandboxFileNotFoundError (FileNotFoundError)  a path to copy does not exist in the sandbox
 ```
 
 A program that exits non-zero is *not* an error: its exit code is reported in the result.
 Errors that carry output (timeouts, install failures) keep it in fields so nothing is lost.
+The classes of the previous generation (0.3.x) keep their names and constructor arguments
+(`LanguageNotSupportedError(lang)`, `CommandFailedError(command, exit_code, output)`, ...).
 """
 
 from __future__ import annotations
@@ -31,28 +47,106 @@ class SandboxError(Exception):
     """Root of every error raised by llm_sandbox."""
 
 
-class ConfigurationError(SandboxError, ValueError):
+# --- bad input ----------------------------------------------------------------------------------
+class ValidationError(SandboxError, ValueError):
+    """Input that cannot be accepted (an option, a name, a pattern)."""
+
+
+class ConfigurationError(ValidationError):
     """An option is unknown, malformed, or does not apply to the chosen backend."""
+
+
+class ExtraArgumentsError(ConfigurationError):
+    """An option that neither the session nor the chosen backend understands."""
+
+
+def _named(cls_message: str, name: str | None, message: str | None) -> str:
+    return message if message is not None else cls_message.format(name)
 
 
 class LanguageNotSupportedError(ConfigurationError):
     """`lang` names no registered language handler."""
 
+    def __init__(self, lang: str, message: str | None = None) -> None:
+        super().__init__(_named("Language {} is not supported", lang, message))
+        self.lang = lang
+
+
+class LanguageNotSupportPlotError(ConfigurationError):
+    """Plot capture was asked of a language that has none."""
+
+    def __init__(self, lang: str, message: str | None = None) -> None:
+        super().__init__(_named("Language {} does not support plot detection", lang, message))
+        self.lang = lang
+
 
 class UnsupportedBackendError(ConfigurationError):
     """`backend` names no registered backend."""
+
+    def __init__(self, backend: str, message: str | None = None) -> None:
+        super().__init__(_named("Unsupported backend: {}", backend, message))
+        self.backend = backend
+
+
+class CommandEmptyError(ConfigurationError):
+    """An empty command line was given to `execute_command`."""
+
+    def __init__(self, message: str = "Command cannot be empty") -> None:
+        super().__init__(message)
+
+
+class InvalidRegexPatternError(ConfigurationError):
+    """A security pattern is not a valid regular expression."""
+
+    def __init__(self, pattern: str, message: str | None = None) -> None:
+        super().__init__(_named("Invalid regex pattern: {}", pattern, message))
+        self.pattern = pattern
 
 
 class InvalidPackageError(ConfigurationError):
     """A library name was rejected before anything ran."""
 
 
-class UnsafeArchiveError(SandboxError, ValueError):
+class PackageManagerError(InvalidPackageError):
+    """The language has no package manager to install libraries with."""
+
+    def __init__(self, package_manager: str, message: str | None = None) -> None:
+        super().__init__(_named("Package manager {} not found", package_manager, message))
+        self.package_manager = package_manager
+
+
+# --- safety ---------------------------------------------------------------------------------------
+class SecurityError(SandboxError):
+    """A safety rule refused something (the code, a path, an archive)."""
+
+
+class SecurityViolationError(SecurityError):
+    """The code violates the session's security policy at or above its threshold; it did not run.
+
+    `violations` lists every blocking finding (what matched, where, how severe).
+    """
+
+    def __init__(self, message: str, *, violations: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.violations = list(violations)
+
+
+class UnsafeArchiveError(SecurityError, ValueError):
     """A tar stream coming out of a sandbox tried to write outside its destination."""
 
 
+class ResourceError(SandboxError):
+    """Reserved (the previous generation never raised it): a run that hits a limit is a result
+    with a `verdict`, not an error."""
+
+
+# --- the machine ----------------------------------------------------------------------------------
 class BackendUnavailableError(SandboxError, RuntimeError):
     """The backend cannot run on this machine (missing tool, missing extra, unreachable daemon)."""
+
+
+class MissingDependencyError(BackendUnavailableError, ImportError):
+    """The backend needs a Python package that is not installed (the message names the extra)."""
 
 
 class ControlUnavailableError(BackendUnavailableError):
@@ -63,24 +157,38 @@ class ImageBuildError(SandboxError, RuntimeError):
     """An image (a default image, or the session's dockerfile) could not be built."""
 
 
+# --- lifecycle ------------------------------------------------------------------------------------
 class SessionStateError(SandboxError, RuntimeError):
     """The session was used in a state that does not allow it (not open, already closed)."""
 
 
-class SandboxRuntimeError(SandboxError, RuntimeError):
-    """The sandbox machinery failed; the user's program may not have run at all."""
+class NotOpenSessionError(SessionStateError):
+    """The session is not open: call `open()` or use `with`."""
+
+    def __init__(self, message: str = "the session is not open; call open() or use `with`") -> None:
+        super().__init__(message)
+
+
+class LanguageHandlerNotInitializedError(SessionStateError):
+    """The session has no language handler."""
+
+    def __init__(self, language: str, message: str | None = None) -> None:
+        super().__init__(_named("Language handler for {} is not initialized.", language, message))
+        self.language = language
 
 
 class SandboxTimeoutError(SandboxError, TimeoutError):
     """A run exceeded its timeout, or the session outlived `session_timeout`.
 
     By the time this is raised every process the run started has been killed. Output produced
-    before the deadline is kept in `stdout` and `stderr`.
+    before the deadline is kept in `stdout` and `stderr`. `timeout_duration` is the previous
+    generation's name for `timeout`.
     """
 
     def __init__(
         self,
         message: str,
+        timeout_duration: float | None = None,
         *,
         timeout: float | None = None,
         stdout: str = "",
@@ -88,34 +196,22 @@ class SandboxTimeoutError(SandboxError, TimeoutError):
         session_expired: bool = False,
     ) -> None:
         super().__init__(message)
-        self.timeout = timeout
+        self.timeout = timeout if timeout is not None else timeout_duration
+        self.timeout_duration = self.timeout
         self.stdout = stdout
         self.stderr = stderr
         self.session_expired = session_expired
 
 
-class SecurityViolationError(SandboxError):
-    """The code violates the session's security policy at or above its threshold; it did not run.
-
-    `violations` lists every blocking finding (what matched, where, how severe).
-    """
-
-    def __init__(self, message: str, *, violations: Sequence[object]) -> None:
-        super().__init__(message)
-        self.violations = list(violations)
+class SandboxRuntimeError(SandboxError, RuntimeError):
+    """The sandbox machinery failed; the user's program may not have run at all."""
 
 
-class PackageInstallError(SandboxError):
-    """Installing libraries into the sandbox failed."""
-
-    def __init__(self, message: str, *, exit_code: int, stdout: str = "", stderr: str = "") -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.stdout = stdout
-        self.stderr = stderr
+class ContainerError(SandboxRuntimeError):
+    """The session's container or pod failed, stopped or cannot be reached."""
 
 
-class PodStartError(SandboxRuntimeError):
+class PodStartError(ContainerError):
     """A session pod did not start: image pull, scheduling, quota, deadline. Deleted since."""
 
     def __init__(self, message: str, *, pod: str, reason: str, events: Sequence[str] = ()) -> None:
@@ -123,3 +219,45 @@ class PodStartError(SandboxRuntimeError):
         self.pod = pod
         self.reason = reason
         self.events = list(events)
+
+
+class CommandFailedError(SandboxError):
+    """A command we ran for the user (an install, a set-up step) failed.
+
+    `command`, `exit_code` and `output` (stderr, else stdout) as in the previous generation;
+    `stdout` and `stderr` keep both streams.
+    """
+
+    def __init__(
+        self,
+        command: str,
+        exit_code: int,
+        output: str,
+        *,
+        message: str | None = None,
+        stdout: str = "",
+        stderr: str = "",
+    ) -> None:
+        super().__init__(
+            message or f"Command {command} failed with exit code {exit_code}:\n{output}"
+        )
+        self.command = command
+        self.exit_code = exit_code
+        self.output = output
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class PackageInstallError(CommandFailedError):
+    """Installing libraries into the sandbox failed."""
+
+    def __init__(
+        self, message: str, *, exit_code: int, stdout: str = "", stderr: str = "", command: str = ""
+    ) -> None:
+        super().__init__(
+            command, exit_code, stderr or stdout, message=message, stdout=stdout, stderr=stderr
+        )
+
+
+class SandboxFileNotFoundError(SandboxError, FileNotFoundError):
+    """A path given to a copy does not exist in the sandbox (or on the host)."""

@@ -1,10 +1,23 @@
-"""What a run returns: the program's exit code and output, and whether a limit cut it short."""
+"""What a run returns: the program's exit code and output, and whether a limit cut it short.
+
+The shapes are the previous generation's (`llm_sandbox.data` re-exports them): positional
+`ConsoleOutput(exit_code, stderr, stdout)`, `ExecutionResult(exit_code, stderr, stdout, plots)`,
+`PlotOutput(format, content_base64, width, height, dpi)`; everything we added is keyword-only.
+"""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
+
+StreamCallback = Callable[[str], None]
+"""A live output callback: receives each decoded chunk of stdout or stderr as it arrives."""
 
 
 class Verdict(StrEnum):
@@ -30,13 +43,13 @@ class ConsoleOutput:
     """
 
     exit_code: int = 0
-    stdout: str = ""
     stderr: str = ""
-    wall_time: float = 0.0
-    stdout_truncated: bool = False
-    stderr_truncated: bool = False
-    out_of_memory: bool = False
-    compile_failed: bool = False
+    stdout: str = ""
+    wall_time: float = field(default=0.0, kw_only=True)
+    stdout_truncated: bool = field(default=False, kw_only=True)
+    stderr_truncated: bool = field(default=False, kw_only=True)
+    out_of_memory: bool = field(default=False, kw_only=True)
+    compile_failed: bool = field(default=False, kw_only=True)
 
     @property
     def truncated(self) -> bool:
@@ -52,31 +65,72 @@ class ConsoleOutput:
             return Verdict.OUT_OF_MEMORY
         return Verdict.OK if self.exit_code == 0 else Verdict.ERROR
 
-    @property
     def text(self) -> str:
-        """The program's standard output."""
+        """The program's standard output (deprecated since the previous generation: use
+        `stdout`)."""
+        warnings.warn(
+            "ConsoleOutput.text() is deprecated; use the stdout attribute",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.stdout
 
     def success(self) -> bool:
         """True when the program exited with status 0 and no limit was hit."""
         return self.verdict is Verdict.OK
 
+    def to_dict(self, include_plots: bool = False) -> dict[str, Any]:
+        """The result as plain data (plots as dicts; bytes of files as base64)."""
+        data: dict[str, Any] = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name in ("plots", "files") and not include_plots:
+                continue
+            data[item.name] = _plain(value)
+        return data
+
+    def to_json(self, include_plots: bool = False) -> str:
+        """The result as JSON (the previous generation's `to_json`; plots only if asked)."""
+        return json.dumps(self.to_dict(include_plots=include_plots), indent=2)
+
+
+class FileType(StrEnum):
+    """File formats of captured plots and artifacts. A member compares equal to its string
+    (`FileType.PNG == "png"`), and `.value` works as in the previous generation."""
+
+    PNG = "png"
+    JPEG = "jpeg"
+    PDF = "pdf"
+    SVG = "svg"
+    CSV = "csv"
+    JSON = "json"
+    TXT = "txt"
+    HTML = "html"
+    GIF = "gif"
+    WEBP = "webp"
+
 
 @dataclass(frozen=True)
 class PlotOutput:
     """A figure captured from a run.
 
-    `format` is the file format (png, svg, jpeg, gif, webp, pdf, html); `content_base64` the file,
-    base64-encoded; `width` and `height` its size in pixels when the format says (an SVG's size
-    in CSS pixels), else None. `name` is the file's name in the artifacts directory when the
-    code wrote it there itself, None for a figure a plotting hook captured.
+    `format` is the file format (a `FileType`: png, svg, jpeg, gif, webp, pdf, html);
+    `content_base64` the file, base64-encoded; `width` and `height` its size in pixels when the
+    format says (an SVG's size in CSS pixels), else None; `dpi` its resolution when known. `name`
+    is the file's name in the artifacts directory when the code wrote it there itself, None for
+    a figure a plotting hook captured.
     """
 
-    format: str
+    format: FileType
     content_base64: str
     width: int | None = None
     height: int | None = None
-    name: str | None = None
+    dpi: int | None = None
+    name: str | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.format, FileType):
+            object.__setattr__(self, "format", FileType(str(self.format).lower()))
 
     @property
     def content(self) -> bytes:
@@ -112,7 +166,20 @@ class ExecutionResult(ConsoleOutput):
     """
 
     plots: list[PlotOutput] = field(default_factory=list)
-    files: list[ArtifactFile] = field(default_factory=list)
-    artifacts_truncated: bool = False
-    dropped_artifacts: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    files: list[ArtifactFile] = field(default_factory=list, kw_only=True)
+    artifacts_truncated: bool = field(default=False, kw_only=True)
+    dropped_artifacts: list[str] = field(default_factory=list, kw_only=True)
+    warnings: list[str] = field(default_factory=list, kw_only=True)
+
+
+def _plain(value: object) -> object:
+    """`value` as JSON-ready data."""
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value

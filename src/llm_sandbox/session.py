@@ -35,9 +35,12 @@ from llm_sandbox.backends.base import (
     Sandbox,
     read_to_end,
 )
-from llm_sandbox.config import SandboxBackend, check_timeout
+from llm_sandbox.config import check_timeout
+from llm_sandbox.const import SandboxBackend
 from llm_sandbox.exceptions import (
+    CommandEmptyError,
     ConfigurationError,
+    NotOpenSessionError,
     PackageInstallError,
     SandboxTimeoutError,
     SecurityViolationError,
@@ -201,7 +204,7 @@ class SandboxSession:
                 session_expired=True,
             )
         if self._state is State.NEW:
-            raise SessionStateError("the session is not open; call open() or use `with`")
+            raise NotOpenSessionError()
         if self._state is State.CLOSED or self._sandbox is None:
             raise SessionStateError("the session is closed; open a new session")
         return self._sandbox
@@ -299,7 +302,7 @@ class SandboxSession:
         """Run a shell command line (`str`, through /bin/sh -c) or an argv (`list`)."""
         if isinstance(command, str):
             if not command.strip():
-                raise ConfigurationError("command is empty")
+                raise CommandEmptyError("command is empty; pass a shell line or an argv list")
             argv = ["/bin/sh", "-c", command]
         else:
             argv = list(command)

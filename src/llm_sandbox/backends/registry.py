@@ -29,10 +29,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from llm_sandbox.config import BackendOptions, SandboxBackend, SessionConfig
+from llm_sandbox.config import BackendOptions, SessionConfig
+from llm_sandbox.const import SandboxBackend
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
+    ExtraArgumentsError,
+    MissingDependencyError,
     UnsupportedBackendError,
 )
 
@@ -103,6 +106,16 @@ _BUILTIN: dict[str, str] = {
 }
 _ALIASES: dict[str, str] = {"bubblewrap": "local", "k8s": "kubernetes"}
 """Other names users know our backends by (the previous generation's among them)."""
+_RETIRED: dict[str, str] = {
+    "micromamba": (
+        "run a conda environment in a container instead: backend='docker' with "
+        "image= set to an image whose PATH has the environment's interpreter"
+    ),
+    "nsjail": "use backend='local' (bubblewrap, the same kind of isolation, no daemon)",
+    "windows-mxc": "run llm-sandbox on Linux (or in WSL2 with backend='local')",
+    "wsl2-bubblewrap": "run llm-sandbox inside the WSL2 distribution with backend='local'",
+}
+"""The previous generation's backends that this version does not have, and what to use."""
 
 _registered: dict[str, BackendDefinition] = {}
 _lock = threading.RLock()
@@ -112,7 +125,7 @@ _NAME = re.compile(r"[a-z][a-z0-9_-]*")
 def _canonical(name: SandboxBackend | str) -> str:
     text = name.value if isinstance(name, SandboxBackend) else name
     if not isinstance(text, str):
-        raise UnsupportedBackendError(f"a backend name must be a string, got {name!r}")
+        raise UnsupportedBackendError(repr(name), f"a backend name must be a string, got {name!r}")
     key = text.strip().lower()
     return _ALIASES.get(key, key)
 
@@ -142,8 +155,13 @@ def get_backend(name: SandboxBackend | str) -> BackendDefinition:
         if key in _BUILTIN:
             _registered[key] = _load_builtin(key)
             return _registered[key]
+    if key in _RETIRED:
+        raise UnsupportedBackendError(
+            key,
+            f"the {key} backend of llm-sandbox 0.3 is not part of this version; {_RETIRED[key]}",
+        )
     names = ", ".join(repr(d.name) for d in list_backends())
-    raise UnsupportedBackendError(f"unknown backend {name!r}; choose one of {names}")
+    raise UnsupportedBackendError(str(name), f"unknown backend {name!r}; choose one of {names}")
 
 
 def register_backend(
@@ -173,7 +191,7 @@ def register_backend(
         raise ConfigurationError("options must be a BackendOptions subclass")
     key = name.lower()
     with _lock:
-        if key in _registered or key in _BUILTIN or key in _ALIASES:
+        if key in _registered or key in _BUILTIN or key in _ALIASES or key in _RETIRED:
             raise ConfigurationError(
                 f"backend {key!r} is already registered and cannot be replaced"
             )
@@ -202,7 +220,7 @@ def load(definition: BackendDefinition) -> Backend:
     except ModuleNotFoundError as exc:
         if definition.extra is None:
             raise
-        raise BackendUnavailableError(
+        raise MissingDependencyError(
             f"the {definition.name} backend needs the {exc.name!r} package; install it with: "
             f"pip install 'llm-sandbox[{definition.extra}]'"
         ) from exc
@@ -289,7 +307,7 @@ def _reject_unknown(options: Mapping[str, object], backends: Sequence[BackendDef
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigurationError(
+            raise ExtraArgumentsError(
                 f"unknown option {name!r}.{hint} Accepted options: " + ", ".join(sorted(known))
             )
 
@@ -327,7 +345,8 @@ def _choose(
 def _named(value: object) -> BackendDefinition:
     if not isinstance(value, SandboxBackend | str):
         raise UnsupportedBackendError(
-            f"backend must be a name such as 'docker' or a SandboxBackend, got {value!r}"
+            repr(value),
+            f"backend must be a name such as 'docker' or a SandboxBackend, got {value!r}",
         )
     return get_backend(value)
 

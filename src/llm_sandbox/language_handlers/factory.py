@@ -90,8 +90,9 @@ class LanguageHandlerFactory:
         handler = cls.lookup(name)
         if handler is None:
             raise LanguageNotSupportedError(
+                str(name),
                 f"language {name!r} is not supported; registered languages: "
                 + ", ".join(cls.get_supported_languages())
-                + ". Register your own with LanguageHandlerFactory.register_handler()."
+                + ". Register your own with LanguageHandlerFactory.register_handler().",
             )
         return handler(logger)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import posixpath
 
 from llm_sandbox.backends.base import ExecRequest, Sandbox, run_to_completion
-from llm_sandbox.exceptions import SandboxRuntimeError
+from llm_sandbox.exceptions import SandboxFileNotFoundError, SandboxRuntimeError
 
 
 class TarOverExec(Sandbox):
@@ -31,6 +31,6 @@ class TarOverExec(Sandbox):
         if code != 0:
             message = err.decode(errors="replace").strip()
             if "No such file" in message:
-                raise FileNotFoundError(f"{path} does not exist in the sandbox")
+                raise SandboxFileNotFoundError(f"{path} does not exist in the sandbox")
             raise SandboxRuntimeError(f"copying {path} out of the sandbox failed: {message}")
         return out
