@@ -163,12 +163,12 @@ class ArtifactSandboxSession(SandboxSession):
     # --- what the sandbox lacks ------------------------------------------------------------------
     def _check_plotting(self) -> None:
         """Ask the sandbox which plotting libraries it lacks; warn once per finding."""
-        handler = self.language_handler
-        capture = self._capture(handler.run_env(self.config.workdir))
+        run_env = self._run_env()
+        capture = self._capture(run_env)
         if capture is None or not capture.probe:
             self.missing_plot_libraries = ()
             return
-        env = {**handler.run_env(self.config.workdir), **capture.env}
+        env = {**run_env, **capture.env}
         result = self._execute(capture.probe, self._deadline(None), time.monotonic(), env=env)
         if result.exit_code != 0:
             problem = result.stderr.strip()[-500:]

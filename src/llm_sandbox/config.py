@@ -16,11 +16,11 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from llm_sandbox.const import SandboxBackend
+from llm_sandbox.const import EncodingErrorsType, SandboxBackend
 from llm_sandbox.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -213,6 +213,20 @@ class SessionConfig:
     """Memory, processes, CPU, disk and output limits of every run."""
     security_policy: SecurityPolicy | None = None
     """Static checks the code must pass before it runs (`llm_sandbox.security`)."""
+    libraries: Sequence[str] = ()
+    """Libraries installed when the session opens (as `install()` would)."""
+    env_vars: Mapping[str, str] = field(default_factory=dict)
+    """Environment variables for every command. Your value wins over ours; for path lists
+    (`PYTHONPATH`, `PATH`, ...) ours are appended after yours."""
+    encoding_errors: EncodingErrorsType = "replace"
+    """How output that is not valid UTF-8 is decoded (Python's error handlers); "strict"
+    raises `OutputDecodeError` (the raw bytes are kept on it)."""
+    skip_environment_setup: bool = False
+    """The previous generation's switch for its per-session set-up (a venv); ours has none, so
+    with it `libraries` and `install()` are refused, as there."""
+    stream: bool = False
+    """Accepted for the previous generation's code: output is always streamed (callbacks get it
+    live) and exit codes are always exact, so it changes nothing."""
     backend: SandboxBackend | str | None = SandboxBackend.LOCAL
     candidates: tuple[str, ...] = (SandboxBackend.LOCAL.value,)
     backend_options: BackendOptions = field(default_factory=BackendOptions)
@@ -228,6 +242,11 @@ class SessionConfig:
         "network",
         "limits",
         "security_policy",
+        "libraries",
+        "env_vars",
+        "encoding_errors",
+        "skip_environment_setup",
+        "stream",
     )
     """The fields a user sets directly (the rest are filled in by the registry)."""
 
@@ -245,6 +264,15 @@ class SessionConfig:
         if self.logger is not None and not isinstance(self.logger, logging.Logger):
             raise ConfigurationError("logger must be a logging.Logger or None")
         _check_policy(self.security_policy)
+        _check_libraries(self)
+        check_environment(self.env_vars, "env_vars")
+        check_type(self.skip_environment_setup, bool, "skip_environment_setup", "True or False")
+        check_type(self.stream, bool, "stream", "True or False")
+        if self.encoding_errors not in DECODING_ERRORS:
+            raise ConfigurationError(
+                f"encoding_errors={self.encoding_errors!r} is not a decoding mode; use one of "
+                + ", ".join(DECODING_ERRORS)
+            )
 
     @classmethod
     def default(cls, name: str) -> object:
@@ -260,8 +288,9 @@ class SessionConfig:
 
     @property
     def environment(self) -> Mapping[str, str]:
-        """Environment variables the user asked for (through the backend's options)."""
-        return self.backend_options.environment
+        """Environment variables the user asked for: `env_vars`, and the backend's own
+        (e.g. `runtime_config["environment"]`), which wins where both name a variable."""
+        return {**self.env_vars, **self.backend_options.environment}
 
     def options(self, kind: type[_Options]) -> _Options:
         """The backend options, as the class the backend reading them declared."""
@@ -276,6 +305,33 @@ class SessionConfig:
     def backend_name(self) -> str:
         """The backend's name, or the candidates' while the choice waits for `open()`."""
         return str(self.backend) if self.backend is not None else " or ".join(self.candidates)
+
+
+DECODING_ERRORS = ("strict", "replace", "ignore", "surrogateescape", "backslashreplace")
+"""Python's error handlers that can decode (xmlcharrefreplace only encodes)."""
+
+
+def check_environment(value: object, name: str) -> None:
+    """`value` maps variable names to string values."""
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and k and "=" not in k and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ConfigurationError(f"{name} must map variable names to strings, got {value!r}")
+
+
+def _check_libraries(config: SessionConfig) -> None:
+    libraries = config.libraries
+    if libraries is None or isinstance(libraries, str):
+        object.__setattr__(config, "libraries", () if libraries is None else (libraries,))
+    elif not isinstance(libraries, tuple):
+        if not isinstance(libraries, list) or not all(isinstance(x, str) for x in libraries):
+            raise ConfigurationError(f"libraries must be a list of names, got {libraries!r}")
+        object.__setattr__(config, "libraries", tuple(libraries))
+    if config.libraries and config.skip_environment_setup:
+        raise ConfigurationError(
+            "libraries= cannot be installed with skip_environment_setup=True (nothing is set up); "
+            "drop one of them, or use an image with the libraries in it"
+        )
 
 
 def _check_policy(policy: object) -> None:

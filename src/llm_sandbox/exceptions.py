@@ -25,8 +25,9 @@ SandboxError
 │   └── LanguageHandlerNotInitializedError  the session has no language handler
 ├── SandboxTimeoutError (TimeoutError)      a run or the session ran out of time; all killed
 ├── SandboxRuntimeError (RuntimeError)      the sandbox itself failed (not the user's program)
-│   └── ContainerError                      the container or pod failed or is gone
-│       └── PodStartError                   a Kubernetes pod did not start (reason, events)
+│   ├── ContainerError                      the container or pod failed or is gone
+│   │   └── PodStartError                   a Kubernetes pod did not start (reason, events)
+│   └── OutputDecodeError (ValueError)      encoding_errors="strict" and the output is not UTF-8
 ├── CommandFailedError                      one of our commands failed (command, exit code, output)
 │   └── PackageInstallError                 installing libraries failed (exit code, output kept)
 └── SandboxFileNotFoundError (FileNotFoundError)  a path to copy does not exist in the sandbox
@@ -219,6 +220,31 @@ class PodStartError(ContainerError):
         self.pod = pod
         self.reason = reason
         self.events = list(events)
+
+
+class OutputDecodeError(SandboxRuntimeError, ValueError):
+    """With `encoding_errors="strict"`, the program's output was not valid UTF-8.
+
+    The run itself finished: `exit_code` is its exit code, `raw_stdout`/`raw_stderr` the bytes
+    as produced, and `stdout`/`stderr` the same decoded with replacement characters.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exit_code: int,
+        raw_stdout: bytes,
+        raw_stderr: bytes,
+        stdout: str,
+        stderr: str,
+    ) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.raw_stdout = raw_stdout
+        self.raw_stderr = raw_stderr
+        self.stdout = stdout
+        self.stderr = stderr
 
 
 class CommandFailedError(SandboxError):

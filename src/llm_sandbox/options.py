@@ -9,10 +9,11 @@ restates their names and types so that `SandboxSession(workdir=3)` is a type err
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypedDict
 
 from llm_sandbox.config import ResourceLimits
+from llm_sandbox.const import EncodingErrorsType
 
 if TYPE_CHECKING:
     from llm_sandbox.security import SecurityPolicy
@@ -31,12 +32,21 @@ class SessionOptions(TypedDict, total=False):
     network: bool
     limits: ResourceLimits | None
     security_policy: SecurityPolicy | None
+    libraries: Sequence[str] | None
+    env_vars: Mapping[str, str]
+    encoding_errors: EncodingErrorsType
+    skip_environment_setup: bool
+    stream: bool
     # some backends (their BackendOptions)
     runtime_config: Mapping[str, object] | None
     image: str | None
     dockerfile: str | None
     keep_template: bool
     commit_container: bool
+    commit_image_tag: str | None
+    runtime_configs: Mapping[str, object] | None
+    environment: Mapping[str, str] | None
+    mounts: Sequence[object] | None
     client: object | None
     pod_manifest: Mapping[str, object] | None
     kube_namespace: str | None

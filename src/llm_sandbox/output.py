@@ -1,8 +1,10 @@
 """Capped, decoding collection of a process's output, shared by every backend.
 
 A stream keeps at most `limit` bytes; the rest is counted and dropped, so a flood costs no
-memory. Text is decoded as UTF-8 with replacement. Live callbacks receive text as it arrives,
-decoded incrementally (a character split across chunks is not mangled) and capped the same way.
+memory. Text is decoded as UTF-8 with the session's error handler (replacement by default).
+Live callbacks receive text as it arrives, decoded incrementally (a character split across
+chunks is not mangled), capped the same way and always with replacement characters: a
+callback never loses output to a decoding error.
 """
 
 from __future__ import annotations
@@ -19,9 +21,16 @@ logger = logging.getLogger("llm_sandbox")
 class CappedStream:
     """Collects one output stream up to `limit` bytes."""
 
-    def __init__(self, name: str, limit: int, callback: OutputCallback | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        limit: int,
+        callback: OutputCallback | None = None,
+        errors: str = "replace",
+    ) -> None:
         self.name = name
         self.limit = limit
+        self.errors = errors
         self.total_bytes = 0
         self._chunks: list[bytes] = []
         self._kept = 0
@@ -46,8 +55,19 @@ class CappedStream:
         """Flush a partial character held by the live decoder."""
         self._deliver(self._decoder.decode(b"", final=True))
 
+    @property
+    def data(self) -> bytes:
+        """The bytes kept."""
+        return b"".join(self._chunks)
+
     def text(self) -> str:
-        return b"".join(self._chunks).decode("utf-8", errors="replace")
+        """The bytes kept, decoded with the stream's error handler (UnicodeDecodeError when it
+        is "strict" and they are not UTF-8)."""
+        return self.data.decode("utf-8", errors=self.errors)
+
+    def replaced(self) -> str:
+        """The bytes kept, decoded with replacement characters whatever the error handler."""
+        return self.data.decode("utf-8", errors="replace")
 
     def _deliver(self, text: str) -> None:
         if not text or self._callback is None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar, Unpack
 
-from llm_sandbox import archive
+from llm_sandbox import archive, environment
 from llm_sandbox.backends import registry
 from llm_sandbox.backends.base import (
     STDOUT,
@@ -41,6 +41,7 @@ from llm_sandbox.exceptions import (
     CommandEmptyError,
     ConfigurationError,
     NotOpenSessionError,
+    OutputDecodeError,
     PackageInstallError,
     SandboxTimeoutError,
     SecurityViolationError,
@@ -232,7 +233,7 @@ class SandboxSession:
             handler = self.language_handler
             plan, env = self._prepare_run(
                 handler.command_plan(code, self._run_count),
-                handler.run_env(self.config.workdir),
+                self._run_env(),
             )
             files = plan.files
             deadline = self._deadline(timeout)
@@ -264,6 +265,12 @@ class SandboxSession:
     ) -> tuple[CommandPlan, dict[str, str]]:
         """The files, commands and environment of run `self._run_count`; subclasses add theirs."""
         return plan, env
+
+    def _run_env(self) -> dict[str, str]:
+        """The environment of a run: the language's, under the user's (see `environment`)."""
+        return environment.merge(
+            self.config.environment, self.language_handler.run_env(self.config.workdir)
+        )
 
     def is_safe(self, code: str) -> tuple[bool, list[Violation]]:
         """Check `code` against the session's security policy without running it.
@@ -336,7 +343,7 @@ class SandboxSession:
                 argv,
                 self._deadline(timeout),
                 started,
-                env=self.language_handler.install_env(),
+                env=environment.merge(self.config.environment, self.language_handler.install_env()),
                 network=True,
                 writable_libs=True,
             )
@@ -416,8 +423,9 @@ class SandboxSession:
             writable_libs=writable_libs,
         )
         limit = self.config.limits.output
-        out = CappedStream("stdout", limit, on_stdout)
-        err = CappedStream("stderr", limit, on_stderr)
+        errors = self.config.encoding_errors
+        out = CappedStream("stdout", limit, on_stdout, errors)
+        err = CappedStream("stderr", limit, on_stderr, errors)
         self._log("exec %s", " ".join(argv))
         process = sandbox.exec(request)
         try:
@@ -430,8 +438,8 @@ class SandboxSession:
             raise
         return ConsoleOutput(
             exit_code=status.exit_code,
-            stdout=out.text(),
-            stderr=err.text(),
+            stdout=_decoded(out, err, status),
+            stderr=_decoded(err, out, status),
             wall_time=time.monotonic() - started,
             stdout_truncated=out.truncated,
             stderr_truncated=err.truncated,
@@ -457,7 +465,11 @@ class SandboxSession:
             )
         self._log("%s", message)
         return SandboxTimeoutError(
-            message, timeout=elapsed, stdout=out.text(), stderr=err.text(), session_expired=expired
+            message,
+            timeout=elapsed,
+            stdout=out.replaced(),
+            stderr=err.replaced(),
+            session_expired=expired,
         )
 
     def _log(self, message: str, *args: object) -> None:
@@ -474,6 +486,26 @@ def _drain(
     out.finish()
     err.finish()
     return process.wait()
+
+
+def _decoded(stream: CappedStream, other: CappedStream, status: ExitStatus) -> str:
+    """`stream`'s text; with encoding_errors="strict", output that is not UTF-8 is an error
+    that still carries the run's exit code and both streams."""
+    try:
+        return stream.text()
+    except UnicodeDecodeError as exc:
+        out, err = (stream, other) if stream.name == "stdout" else (other, stream)
+        raise OutputDecodeError(
+            f"the program's {stream.name} is not valid UTF-8 ({exc.reason} at byte "
+            f"{exc.start}) and encoding_errors='strict'; the run finished with exit code "
+            f"{status.exit_code}. Use encoding_errors='replace' (the default) to get the text "
+            "with replacement characters",
+            exit_code=status.exit_code,
+            raw_stdout=out.data,
+            raw_stderr=err.data,
+            stdout=out.replaced(),
+            stderr=err.replaced(),
+        ) from exc
 
 
 def _ensure_visible(logger: logging.Logger) -> None:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from llm_sandbox import compat_options
 from llm_sandbox.config import BackendOptions, SessionConfig
 from llm_sandbox.const import SandboxBackend
 from llm_sandbox.exceptions import (
@@ -240,7 +241,7 @@ def configure(options: Mapping[str, object]) -> SessionConfig:
     `SessionConfig` fields; the rest go to the backend's options class, which rejects what it
     does not understand.
     """
-    options = dict(options)
+    options = compat_options.translate(options)
     explicit = options.pop("backend", None)
     backends = list_backends()
     _reject_unknown(options, backends)

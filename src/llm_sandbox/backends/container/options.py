@@ -20,6 +20,7 @@ RUNTIME_KEYS = (
     "mem_limit",
     "memory",
     "memswap_limit",
+    "mounts",
     "network_mode",
     "pids_limit",
     "ports",
@@ -47,12 +48,15 @@ class ContainerOptions(BackendOptions):
     """Your own `docker.DockerClient` or `podman.PodmanClient`."""
     runtime_config: Mapping[str, object] = field(default_factory=dict)
     """Docker SDK settings for the container (see `RUNTIME_KEYS`); explicit opt-outs win."""
+    commit_image_tag: str | None = None
+    """With `commit_container`: the `repository[:tag]` to save the container as (default: the
+    image's repository with a fresh `session-…` tag)."""
 
     def __post_init__(self) -> None:
         if self.runtime_config is None:
             object.__setattr__(self, "runtime_config", {})
         check_type(self.runtime_config, Mapping, "runtime_config", "a dict of Docker settings")
-        for name in ("image", "dockerfile"):
+        for name in ("image", "dockerfile", "commit_image_tag"):
             value = getattr(self, name)
             if value is not None:
                 check_type(value, str, name, "a string")

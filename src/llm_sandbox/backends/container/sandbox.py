@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from llm_sandbox import environment
 from llm_sandbox.backends.agent.channel import ChannelStream, FrameStream
 from llm_sandbox.backends.agent.host import AgentHost, ExecProcess
 from llm_sandbox.backends.agent.protocol import AGENT_ARGV, INSTALL_TMP, KILL_ALL, prepare
@@ -135,7 +136,8 @@ class ContainerSandbox(TarOverExec, AgentHost):
         return ExecProcess(stream, finish, on_kill=kill)
 
     def _open_agent(self) -> ChannelStream:
-        base_env = {"HOME": self.spec.workdir, "LANG": "C.UTF-8"}
+        ours = {"HOME": self.spec.workdir, "LANG": "C.UTF-8"}
+        base_env = environment.merge(self._config.environment, ours)
         argv = list(AGENT_ARGV)
         _, sock, ahead = self._exec_start(
             self._container, argv, base_env, self.spec.workdir, self.spec.user
@@ -158,10 +160,7 @@ class ContainerSandbox(TarOverExec, AgentHost):
         code, _ = self._internal(["sh", "-c", _BAKE_LIBS], user="0:0")
         if code != 0:
             raise SandboxRuntimeError("could not save the installed libraries into the image")
-        tag = f"session-{uuid.uuid4().hex[:12]}"
-        repository = (
-            self.image.rsplit(":", 1)[0] if ":" in self.image.split("/")[-1] else self.image
-        )
+        repository, tag = _commit_target(self.image, self._options.commit_image_tag)
         self.committed_image = self._engine.commit(self._container, repository, tag)
         return self.committed_image
 
@@ -192,6 +191,17 @@ def _wait_exit_code(engine: Engine, exec_id: str, timeout: float) -> int:
         if time.monotonic() > deadline:
             raise SandboxRuntimeError(f"exec {exec_id[:12]} did not report an exit code")
         time.sleep(0.005)
+
+
+def _commit_target(image: str, wanted: str | None) -> tuple[str, str]:
+    """(repository, tag) to commit to: `wanted` (`repo[:tag]`, tag "latest" by default), else
+    the image's repository with a fresh `session-…` tag (never overwriting the image)."""
+    name = wanted or image
+    last = name.rsplit("/", 1)[-1]
+    repository, tag = name.rsplit(":", 1) if ":" in last else (name, "")
+    if wanted:
+        return repository, tag or "latest"
+    return repository, f"session-{uuid.uuid4().hex[:12]}"
 
 
 class EngineBackend(Backend):

@@ -23,6 +23,7 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
+from llm_sandbox import environment
 from llm_sandbox.backends.agent.channel import ChannelStream
 from llm_sandbox.backends.agent.host import AgentHost, ExecProcess
 from llm_sandbox.backends.agent.protocol import AGENT_SCRIPT, prepare
@@ -105,10 +106,13 @@ class PodSandbox(TarOverExec, AgentHost):
             api.close()
             raise
         limits = ulimits(config.limits)
-        self._agent_command = (
-            f"export HOME={shlex.quote(self.workdir)} LANG=C.UTF-8; {limits} || exit 125; "
-            f"{AGENT_SCRIPT}"
+        ours = {"HOME": self.workdir, "LANG": "C.UTF-8"}
+        exports = " ".join(
+            f"{name}={shlex.quote(value)}"
+            for name, value in environment.merge(config.environment, ours).items()
+            if name in ours
         )
+        self._agent_command = f"export {exports}; {limits} || exit 125; {AGENT_SCRIPT}"
         self._check_limits(limits)
         logger.debug("pod %s/%s running %s", api.namespace, self.name, container["image"])
 

@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping
 from typing import IO
 
+from llm_sandbox import environment
 from llm_sandbox.backends.agent.tarexec import TarOverExec
 from llm_sandbox.backends.base import STDERR, STDOUT, Backend, ExecRequest, ExitStatus, Process
 from llm_sandbox.backends.local import STATE_PREFIX, bwrap
@@ -215,15 +216,14 @@ class LocalSandbox(TarOverExec):
             raise
 
     def command_argv(self, request: ExecRequest, fds: _Fds) -> list[str]:
-        env = {
+        ours = {
             "PATH": ":".join([*self._runtime.path_dirs, BASE_PATH]),
             "HOME": self._config.workdir,
             "USER": "sandbox",
             "LANG": "C.UTF-8",
             "TMPDIR": "/tmp",
-            **self._config.environment,
-            **request.env,
         }
+        env = {**environment.merge(self._config.environment, ours), **request.env}
         network = request.network or self._config.network
         if network and os.path.isfile(HOST_CA_BUNDLE):
             # /etc/ssl is mounted: tools with CA stores of their own (node, pip's certifi) should
