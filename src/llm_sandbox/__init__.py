@@ -9,6 +9,7 @@ with SandboxSession(lang="python") as session:
 """
 
 from llm_sandbox.artifact_session import ArtifactSandboxSession
+from llm_sandbox.backend_sessions import create_session
 from llm_sandbox.backends.registry import (
     BackendCapabilities,
     BackendDefinition,
@@ -16,10 +17,33 @@ from llm_sandbox.backends.registry import (
     list_backends,
     register_backend,
 )
-from llm_sandbox.config import ResourceLimits
-from llm_sandbox.const import SandboxBackend
-from llm_sandbox.exceptions import SandboxError, SandboxTimeoutError
-from llm_sandbox.results import ArtifactFile, ConsoleOutput, ExecutionResult, PlotOutput, Verdict
+from llm_sandbox.config import ResourceLimits, SessionConfig
+from llm_sandbox.const import DefaultImage, SandboxBackend, SupportedLanguage
+from llm_sandbox.exceptions import (
+    ContainerError,
+    ResourceError,
+    SandboxError,
+    SandboxTimeoutError,
+    SecurityError,
+    ValidationError,
+)
+from llm_sandbox.local.config import LocalSandboxConfig, SeccompPolicy
+from llm_sandbox.results import (
+    ArtifactFile,
+    ConsoleOutput,
+    ExecutionResult,
+    FileType,
+    PlotOutput,
+    StreamCallback,
+    Verdict,
+)
+from llm_sandbox.security import (
+    RestrictedModule,
+    SecurityIssueSeverity,
+    SecurityPattern,
+    SecurityPolicy,
+    get_security_policy,
+)
 from llm_sandbox.session import SandboxSession
 
 __all__ = [
@@ -28,15 +52,32 @@ __all__ = [
     "BackendCapabilities",
     "BackendDefinition",
     "ConsoleOutput",
+    "ContainerError",
+    "DefaultImage",
     "ExecutionResult",
+    "FileType",
+    "LocalSandboxConfig",
     "PlotOutput",
+    "ResourceError",
     "ResourceLimits",
+    "RestrictedModule",
     "SandboxBackend",
     "SandboxError",
     "SandboxSession",
     "SandboxTimeoutError",
+    "SeccompPolicy",
+    "SecurityError",
+    "SecurityIssueSeverity",
+    "SecurityPattern",
+    "SecurityPolicy",
+    "SessionConfig",
+    "StreamCallback",
+    "SupportedLanguage",
+    "ValidationError",
     "Verdict",
+    "create_session",
     "get_backend",
+    "get_security_policy",
     "list_backends",
     "register_backend",
 ]

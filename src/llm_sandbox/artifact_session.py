@@ -81,27 +81,30 @@ class ArtifactSandboxSession(SandboxSession):
                 self.close()
                 raise
 
-    def install(self, libraries: Sequence[str], timeout: float | None = None) -> ConsoleOutput:
+    def install(
+        self, libraries: Sequence[str] | None = None, timeout: float | None = None
+    ) -> ConsoleOutput:
         with self._lock:
             result = super().install(libraries, timeout)
             if self.missing_plot_libraries:
                 self._check_plotting()
             return result
 
-    def run(
+    def run(  # type: ignore[override]  # noqa: PLR0917 - the previous generation's positional order
         self,
         code: str,
         libraries: Sequence[str] | None = None,
         timeout: float | None = None,
-        *,
-        stdin: str | bytes | None = None,
+        clear_plots: bool = False,
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
-        clear_plots: bool = False,
+        *,
+        stdin: str | bytes | None = None,
     ) -> ExecutionResult:
         """Run `code` like `SandboxSession.run`; the result adds this run's plots and files.
 
-        `clear_plots=True` empties the session's plot history (`plots`) before the run.
+        `clear_plots=True` empties the session's plot history (`plots`) before the run. The
+        positional order is the previous generation's (`clear_plots` before the callbacks).
         """
         with self._lock:
             if clear_plots:

@@ -11,7 +11,8 @@ SandboxError
 │       ├── CommandEmptyError               an empty command line
 │       ├── InvalidRegexPatternError        a security pattern that is not a regular expression
 │       └── InvalidPackageError             a library name that could smuggle options or shell
-│           └── PackageManagerError         the language has no package manager to install with
+│           ├── PackageManagerError         the language has no package manager to install with
+│           └── LibraryInstallationNotSupportedError  installs refused for this language/session
 ├── SecurityError                           a safety rule refused something
 │   ├── SecurityViolationError              the code broke the session's policy; not run
 │   └── UnsafeArchiveError (ValueError)     a tar stream from a sandbox tried to escape
@@ -114,6 +115,14 @@ class PackageManagerError(InvalidPackageError):
     def __init__(self, package_manager: str, message: str | None = None) -> None:
         super().__init__(_named("Package manager {} not found", package_manager, message))
         self.package_manager = package_manager
+
+
+class LibraryInstallationNotSupportedError(InvalidPackageError):
+    """Libraries cannot be installed for this language or in this session."""
+
+    def __init__(self, lang: str, message: str | None = None) -> None:
+        super().__init__(_named("Library installation is not supported for {}", lang, message))
+        self.lang = lang
 
 
 # --- safety ---------------------------------------------------------------------------------------

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import io
 import logging
 import os
 import posixpath
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +42,7 @@ from llm_sandbox.const import SandboxBackend
 from llm_sandbox.exceptions import (
     CommandEmptyError,
     ConfigurationError,
+    LibraryInstallationNotSupportedError,
     NotOpenSessionError,
     OutputDecodeError,
     PackageInstallError,
@@ -54,6 +57,8 @@ from llm_sandbox.output import CappedStream, OutputCallback
 from llm_sandbox.results import ConsoleOutput
 from llm_sandbox.security import Violation
 
+Command = str | tuple[str, str | None] | list[str]
+"""One of `execute_commands`: a shell line, or `(line, workdir)`."""
 _Session = TypeVar("_Session", bound="SandboxSession")
 INSTALL_TIMEOUT_FLOOR = 300.0
 
@@ -74,6 +79,22 @@ _OWNED_ELSEWHERE = {
     "max_artifact_bytes": "ArtifactSandboxSession, which captures plots and files",
 }
 """Options of the other session classes, so giving them to this one says where they belong."""
+
+
+def _backend_given_first(
+    lang: str, backend: SandboxBackend | str | None
+) -> tuple[str, SandboxBackend | str | None]:
+    """The previous generation's sessions took the backend first (`SandboxSession("docker")`):
+    a first argument that names a backend and no language is read that way."""
+    named = isinstance(lang, str) and registry.is_backend_name(lang)
+    if not named or LanguageHandlerFactory.lookup(lang) is not None:
+        return lang, backend
+    if backend is not None:
+        raise ConfigurationError(
+            f"{lang!r} names a backend, not a language, and backend={backend!r} is given too; "
+            "pass lang= for the language"
+        )
+    return "python", lang
 
 
 def _reject_options_of_other_sessions(options: Mapping[str, object]) -> None:
@@ -103,6 +124,7 @@ class SandboxSession:
         **options: Unpack[SessionOptions],
     ) -> None:
         _reject_options_of_other_sessions(options)
+        lang, backend = _backend_given_first(lang, backend)
         self.config = registry.configure({"lang": lang, "backend": backend, **options})
         self.logger = self.config.logger or logging.getLogger("llm_sandbox")
         self.language_handler = LanguageHandlerFactory.create_handler(self.config.lang, self.logger)
@@ -132,8 +154,9 @@ class SandboxSession:
 
     def open(self) -> None:
         with self._lock:
-            if self._state is not State.NEW:
-                raise SessionStateError(f"open() called on a session that is {self._state.value}")
+            if self._state is State.OPEN:
+                raise SessionStateError("open() called on a session that is open")
+            self._expires_at = None  # a closed or expired session opens afresh
             started = time.monotonic()
             definition, self.config = registry.resolve(self.config)
             backend = registry.load(definition)
@@ -150,6 +173,12 @@ class SandboxSession:
                 self._expiry_timer = threading.Timer(self.config.session_timeout, self._expire)
                 self._expiry_timer.daemon = True
                 self._expiry_timer.start()
+            if self.config.libraries:
+                try:
+                    self.install(self.config.libraries)
+                except BaseException:
+                    self.close()
+                    raise
 
     def close(self) -> None:
         with self._lock:
@@ -216,10 +245,10 @@ class SandboxSession:
         code: str,
         libraries: Sequence[str] | None = None,
         timeout: float | None = None,
-        *,
-        stdin: str | bytes | None = None,
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
+        *,
+        stdin: str | bytes | None = None,
     ) -> ConsoleOutput:
         """Run `code` in the session's language and return its output and exit code."""
         if not isinstance(code, str):
@@ -299,14 +328,20 @@ class SandboxSession:
     def execute_command(
         self,
         command: str | Sequence[str],
-        timeout: float | None = None,
+        timeout: float | str | None = None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
         *,
         workdir: str | None = None,
         stdin: str | bytes | None = None,
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
     ) -> ConsoleOutput:
-        """Run a shell command line (`str`, through /bin/sh -c) or an argv (`list`)."""
+        """Run a shell command line (`str`, through /bin/sh -c) or an argv (`list`).
+
+        `workdir` defaults to the session's. (The previous generation's
+        `execute_command(command, workdir)`: a string in the second place is the workdir.)
+        """
+        if isinstance(timeout, str):
+            timeout, workdir = None, timeout
         if isinstance(command, str):
             if not command.strip():
                 raise CommandEmptyError("command is empty; pass a shell line or an argv list")
@@ -328,10 +363,23 @@ class SandboxSession:
                 on_stderr=on_stderr,
             )
 
-    def install(self, libraries: Sequence[str], timeout: float | None = None) -> ConsoleOutput:
-        """Install libraries with the language's package manager, with the network on."""
+    def install(
+        self, libraries: Sequence[str] | None = None, timeout: float | None = None
+    ) -> ConsoleOutput:
+        """Install libraries with the language's package manager, with the network on.
+
+        Nothing to install (None or an empty list) does nothing.
+        """
         if isinstance(libraries, str):
             libraries = [libraries]
+        if not libraries:
+            return ConsoleOutput()
+        if self.config.skip_environment_setup:
+            raise LibraryInstallationNotSupportedError(
+                self.config.lang,
+                "this session was opened with skip_environment_setup=True, which installs "
+                "nothing; open it without that option, or use an image with the libraries",
+            )
         argv = self.language_handler.install_argv(list(libraries))
         with self._lock:
             self._require_open()
@@ -356,6 +404,50 @@ class SandboxSession:
                     stderr=result.stderr,
                 )
             return result
+
+    # --- the previous generation's methods ------------------------------------------------
+    def execute_commands(
+        self,
+        commands: Sequence[Command],
+        workdir: str | None = None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+    ) -> ConsoleOutput:
+        """Run shell lines in order, each a string or `(line, workdir)`; stop at the first that
+        fails and return its result (else the last one's; an empty list gives exit code 0)."""
+        result = ConsoleOutput()
+        for command in commands:
+            line, where = (command, workdir) if isinstance(command, str) else command
+            result = self.execute_command(
+                str(line), workdir=where or workdir, on_stdout=on_stdout, on_stderr=on_stderr
+            )
+            if result.exit_code != 0:
+                break
+        return result
+
+    def get_archive(self, path: str) -> tuple[bytes, dict[str, object]]:
+        """A tar stream of the sandbox path `path` (relative to the workdir) and Docker-style
+        stat facts about it: `name`, `size`, `mode`, `mtime`, `linkTarget`."""
+        with self._lock:
+            sandbox = self._require_open()
+            data = sandbox.get_archive(self._sandbox_path(path))
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            top = next((m for m in tar.getmembers() if "/" not in m.name.strip("/")), None)
+        stat: dict[str, object] = {"name": posixpath.basename(path.rstrip("/")) or path}
+        if top is not None:
+            stat.update(size=top.size, mode=top.mode, mtime=top.mtime, linkTarget=top.linkname)
+        return data, stat
+
+    def environment_setup(self) -> None:
+        """Install the session's `libraries` (our sessions need no other set-up)."""
+        self.install(list(self.config.libraries))
+
+    @property
+    def container(self) -> object | None:
+        """The backend's own handle on the sandbox: the SDK's container object for Docker and
+        Podman, the pod's name for Kubernetes; None for the embedded backend or when closed."""
+        sandbox = self._sandbox
+        return sandbox.handle() if sandbox is not None else None
 
     # --- files -------------------------------------------------------------------------------
     def copy_to_runtime(self, src: str | os.PathLike[str], dest: str) -> None:
@@ -518,3 +610,17 @@ def _ensure_visible(logger: logging.Logger) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+def __getattr__(name: str) -> object:
+    """The previous generation's names in this module, loaded on first use (they build on
+    `SandboxSession`, so they live in `llm_sandbox.backend_sessions`)."""
+    if name in ("create_session", "SandboxDockerSession", "SandboxPodmanSession"):
+        from llm_sandbox import backend_sessions
+
+        return getattr(backend_sessions, name)
+    if name == "ArtifactSandboxSession":
+        from llm_sandbox.artifact_session import ArtifactSandboxSession
+
+        return ArtifactSandboxSession
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

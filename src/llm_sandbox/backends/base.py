@@ -76,6 +76,10 @@ class Sandbox(ABC):
     committed_image: str | None = None
     """The image a container sandbox was saved as when it closed (commit_container=True)."""
 
+    def handle(self) -> object | None:
+        """The backend's own object for this sandbox (e.g. the SDK's container), if any."""
+        return None
+
     @abstractmethod
     def exec(self, request: ExecRequest) -> Process:
         """Start `request.argv` inside the sandbox."""

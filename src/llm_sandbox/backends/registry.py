@@ -165,6 +165,13 @@ def get_backend(name: SandboxBackend | str) -> BackendDefinition:
     raise UnsupportedBackendError(str(name), f"unknown backend {name!r}; choose one of {names}")
 
 
+def is_backend_name(name: str) -> bool:
+    """Whether `name` names a backend (registered, built in, an alias or a retired one)."""
+    key = name.strip().lower()
+    with _lock:
+        return key in _registered or key in _BUILTIN or key in _ALIASES or key in _RETIRED
+
+
 def register_backend(
     name: str,
     factory: Callable[[], Backend],

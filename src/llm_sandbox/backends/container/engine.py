@@ -72,6 +72,10 @@ class Engine(ABC):
     def image_exists(self, image: str) -> bool: ...
 
     @abstractmethod
+    def container_object(self, container: str) -> Any:
+        """The SDK's object for `container` (what users of the previous generation held)."""
+
+    @abstractmethod
     def build_image(self, context: Path, dockerfile: str, tag: str) -> None: ...
 
     @abstractmethod
@@ -111,6 +115,10 @@ class SdkEngine(Engine):
 
     def map_errors(self, action: str) -> contextlib.AbstractContextManager[None]:
         return map_engine_errors(action, self.name.capitalize(), self.errors)
+
+    def container_object(self, container: str) -> Any:
+        with self.map_errors("looking up the container"):
+            return self.client.containers.get(container)
 
     @abstractmethod
     def exec_info(self, exec_id: str) -> dict[str, Any]:

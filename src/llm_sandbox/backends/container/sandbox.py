@@ -164,6 +164,10 @@ class ContainerSandbox(TarOverExec, AgentHost):
         self.committed_image = self._engine.commit(self._container, repository, tag)
         return self.committed_image
 
+    def handle(self) -> object | None:
+        """The engine SDK's container object."""
+        return self._engine.container_object(self._container) if self._container else None
+
     def close(self) -> None:
         if self._closed:
             return

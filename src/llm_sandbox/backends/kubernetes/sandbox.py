@@ -186,6 +186,10 @@ class PodSandbox(TarOverExec, AgentHost):
         raise SandboxRuntimeError(self._stopped)
 
     # --- lifecycle -----------------------------------------------------------------------------
+    def handle(self) -> object | None:
+        """The pod's name."""
+        return self.name or None
+
     def close(self) -> None:
         if self._closed:
             return

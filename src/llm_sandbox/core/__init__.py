@@ -1,0 +1,1 @@
+"""The previous generation's `llm_sandbox.core` package (configuration and the session base)."""

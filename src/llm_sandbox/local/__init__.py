@@ -1,0 +1,1 @@
+"""The previous generation's configuration of its local (bubblewrap) sessions; see `config`."""
