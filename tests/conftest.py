@@ -168,7 +168,13 @@ def make_session(backend: str) -> Iterator[SessionFactory]:
 
     def factory(**options: Any) -> SandboxSession:
         options.setdefault("lang", "python")
-        session = SandboxSession(**backend_options(backend), **options)
+        selected = backend_options(backend)
+        if "runtime_config" in selected and "runtime_config" in options:
+            options["runtime_config"] = {
+                **selected.pop("runtime_config"),
+                **options["runtime_config"],
+            }
+        session = SandboxSession(**selected, **options)
         session.open()
         opened.append(session)
         return session
