@@ -130,8 +130,8 @@ def test_copy_directory_round_trip(session: SandboxSession, tmp_path: Path) -> N
     assert "tree ['a.txt']" in listing
     assert "tree/sub ['b.txt']" in listing
     session.run("import os; os.makedirs('res/x'); open('res/x/c.txt','w').write('C')")
-    session.copy_from_runtime("/sandbox/res", tmp_path / "res")
-    assert (tmp_path / "res" / "x" / "c.txt").read_text() == "C"
+    session.copy_from_runtime("/sandbox/res", tmp_path / "dest")
+    assert (tmp_path / "dest" / "res" / "x" / "c.txt").read_text() == "C"
 
 
 def test_copy_from_missing_path(session: SandboxSession, tmp_path: Path) -> None:
