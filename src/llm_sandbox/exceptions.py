@@ -6,6 +6,7 @@ SandboxError
 │   ├── LanguageNotSupportedError          `lang` names no registered handler
 │   ├── UnsupportedBackendError            `backend` names no registered backend
 │   └── InvalidPackageError                a library name that could smuggle options or shell
+│       └── LibraryInstallationNotSupportedError  the language cannot install libraries
 ├── UnsafeArchiveError (ValueError)        a tar stream from a sandbox tried to escape
 ├── BackendUnavailableError (RuntimeError) the backend cannot run here (tool/extra/daemon)
 │   └── ControlUnavailableError            a requested control cannot be applied (fail closed)
@@ -45,6 +46,23 @@ class UnsupportedBackendError(ConfigurationError):
 
 class InvalidPackageError(ConfigurationError):
     """A library name was rejected before anything ran."""
+
+
+class LibraryInstallationNotSupportedError(InvalidPackageError):
+    """The session's language cannot install libraries (its handler has no way to, or its
+    `LanguageConfig` says `is_support_library_installation=False`).
+
+    Takes a message, or (as 0.3.x did) just the language's name: `lang` is then set and the
+    message is 0.3.x's "Library installation is not supported for <lang>".
+    """
+
+    def __init__(self, lang_or_message: str) -> None:
+        text = str(lang_or_message)
+        self.lang: str | None = None
+        if text and not any(char.isspace() for char in text):
+            self.lang = text
+            text = f"Library installation is not supported for {text}"
+        super().__init__(text)
 
 
 class UnsafeArchiveError(SandboxError, ValueError):
