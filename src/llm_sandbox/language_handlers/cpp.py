@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Sequence
 
-from llm_sandbox.exceptions import InvalidPackageError
+from llm_sandbox.exceptions import LibraryInstallationNotSupportedError
 from llm_sandbox.images.naming import image_name
 from llm_sandbox.images.recipes import Recipe
 from llm_sandbox.language_handlers.base import AbstractLanguageHandler, LanguageConfig
@@ -46,8 +46,23 @@ class CppHandler(AbstractLanguageHandler):
             compile_commands=["g++ -std=c++17 -O2 -pthread -o {build}/prog {file}"],
             execution_commands=["{build}/prog"],
             package_manager=None,
+            is_support_library_installation=False,
             image=DEFAULT_IMAGE,
         )
+
+    # --- 0.3.x interface: its import regex and comment patterns (see `filter_comments`) --------
+    def get_import_patterns(self, module: str) -> str:
+        """Matches `#include <m>` and `#include "m"` (m with its extension, if it has one)."""
+        name = re.escape(module)
+        return rf'(?:^|\s)#include\s*(?:<{name}>|"{name}")(?=$|//|/\*|[\s;(#])'
+
+    @staticmethod
+    def get_multiline_comment_patterns() -> str:
+        return r"/\*[\s\S]*?\*/"
+
+    @staticmethod
+    def get_inline_comment_patterns() -> str:
+        return r"//.*$"
 
     def validate_library(self, name: str) -> None:
         raise _not_supported([name])
@@ -56,13 +71,14 @@ class CppHandler(AbstractLanguageHandler):
         raise _not_supported(libraries)
 
 
-def _not_supported(libraries: Sequence[str]) -> InvalidPackageError:
+def _not_supported(libraries: Sequence[str]) -> LibraryInstallationNotSupportedError:
     asked = ", ".join(repr(name) for name in libraries) or "nothing"
-    return InvalidPackageError(
+    return LibraryInstallationNotSupportedError(
+        "cpp",
         f"C++ libraries cannot be installed (asked for {asked}): there is no C++ package "
         "manager to call; use a custom image that has the library's development package, "
         "e.g. SandboxSession(lang='cpp', image='my-image') with an image built FROM the "
-        "default one plus `apt-get install libfoo-dev`"
+        "default one plus `apt-get install libfoo-dev`",
     )
 
 

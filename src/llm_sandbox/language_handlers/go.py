@@ -121,6 +121,21 @@ class GoHandler(AbstractLanguageHandler):
             image=DEFAULT_IMAGE,
         )
 
+    # --- 0.3.x interface: its import regex and comment patterns (see `filter_comments`) --------
+    def get_import_patterns(self, module: str) -> str:
+        """Matches `import [alias] "…/m"` and an `import ( … )` block naming `"…/m"`."""
+        path = '"(?:[^"]*?/)?' + re.escape(module) + '"'
+        alias = r"(?:(?:[A-Za-z_][A-Za-z0-9_]*|\.)\s+)?"
+        return rf"(?:import\s+{alias}{path}|import\s*\([^)]*?{path}[^)]*\))"
+
+    @staticmethod
+    def get_multiline_comment_patterns() -> str:
+        return r"/\*[\s\S]*?\*/"
+
+    @staticmethod
+    def get_inline_comment_patterns() -> str:
+        return r"//.*$"
+
     @property
     def module_dir(self) -> str:
         return f"{self.libs_dir}/module"

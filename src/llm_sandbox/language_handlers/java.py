@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -228,6 +229,23 @@ class JavaHandler(AbstractLanguageHandler):
 
     def placeholders(self, code: str) -> dict[str, str]:
         return {"main": analyse(code).main_class}
+
+    def file_placeholders(self, code_file: str) -> dict[str, str]:
+        # Without the code, the class to run is the one the file is named after.
+        return {"main": posixpath.splitext(posixpath.basename(code_file))[0] or DEFAULT_CLASS}
+
+    # --- 0.3.x interface: its import regex and comment patterns (see `filter_comments`) --------
+    def get_import_patterns(self, module: str) -> str:
+        """Matches `import m.Class;`, `import m.*;` (and `import m;`, `import mX;`)."""
+        return rf"(?:^|\s)import\s+{re.escape(module)}(?:\.\*|\.\w+|\w*);"
+
+    @staticmethod
+    def get_multiline_comment_patterns() -> str:
+        return r"/\*[\s\S]*?\*/"
+
+    @staticmethod
+    def get_inline_comment_patterns() -> str:
+        return r"//.*$"
 
     def install_command(self, libraries: list[str]) -> list[str]:
         return ["sh", "-c", _INSTALL_SCRIPT, "llm-sandbox-maven", self.libs_dir, pom_for(libraries)]

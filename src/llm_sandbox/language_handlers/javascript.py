@@ -127,6 +127,7 @@ class JavaScriptHandler(AbstractLanguageHandler):
         "'@types/node@20' (paths, URLs, git and file: specs, aliases and options are not accepted)"
     )
     libraries_noun = "npm packages"
+    end_of_options = "--"
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         super().__init__(logger)
@@ -139,6 +140,20 @@ class JavaScriptHandler(AbstractLanguageHandler):
             package_manager=f"{npm_install} --loglevel=error{scripts}",
             image=DEFAULT_IMAGE,
         )
+
+    # --- 0.3.x interface: its import regex and comment patterns (see `filter_comments`) --------
+    def get_import_patterns(self, module: str) -> str:
+        """Matches `import ... from "m"`, `import "m"` and `require("m")` (either quote)."""
+        quoted = "[\"']" + re.escape(module) + "[\"']"
+        return rf"(?:import(?:\s+.*\s+from)?\s*{quoted};?|require\s*\(\s*{quoted}\s*\);?)"
+
+    @staticmethod
+    def get_multiline_comment_patterns() -> str:
+        return r"/\*[\s\S]*?\*/"
+
+    @staticmethod
+    def get_inline_comment_patterns() -> str:
+        return r"//.*$"
 
     def source_name(self, code: str) -> str:
         return "main.mjs" if uses_module_syntax(code) else "main.js"

@@ -16,9 +16,12 @@ from llm_sandbox.images.naming import image_name
 from llm_sandbox.images.recipes import Recipe, stand_ins
 from llm_sandbox.language_handlers.base import (
     CAPTURE_DIR,
+    PEP508_SPEC,
     AbstractLanguageHandler,
     LanguageConfig,
     PlotCapture,
+    PlotDetectionConfig,
+    PlotLibrary,
     RuntimeNeeds,
 )
 from llm_sandbox.language_handlers.capture import support_file
@@ -69,7 +72,14 @@ class PythonHandler(AbstractLanguageHandler):
         # not. Let `pip install` (falling back to --user as uid 1000) work in both.
         env={"PIP_BREAK_SYSTEM_PACKAGES": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
+    package_pattern = PEP508_SPEC
+    package_rule = (
+        "library name {name!r} is not a plain package name; use a name with an optional version "
+        "constraint such as 'numpy' or 'pandas>=2.0' (options, URLs and shell syntax are not "
+        "accepted)"
+    )
     libraries_noun = "Python packages"
+    end_of_options = "--"
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         super().__init__(logger)
@@ -82,7 +92,24 @@ class PythonHandler(AbstractLanguageHandler):
                 " --disable-pip-version-check --no-input --progress-bar off"
             ),
             image=DEFAULT_IMAGE,
+            plot_detection=PlotDetectionConfig(
+                [PlotLibrary.MATPLOTLIB, PlotLibrary.PLOTLY, PlotLibrary.SEABORN]
+            ),
         )
+
+    # --- 0.3.x interface: its import regex and comment patterns (see `filter_comments`) --------
+    def get_import_patterns(self, module: str) -> str:
+        """Matches `import m`, `import m.sub`, `from m import`, `from m.sub import`."""
+        name = re.escape(module)
+        return rf"\s*(from\s+{name}(?:import|[\s.]|$)|import\s+{name}(?:[\s.]|$))"
+
+    @staticmethod
+    def get_multiline_comment_patterns() -> str:
+        return r"'''[\s\S]*?'''"
+
+    @staticmethod
+    def get_inline_comment_patterns() -> str:
+        return r"#.*$"
 
     def run_env(self, workdir: str) -> dict[str, str]:
         path = f"{workdir}:{self.libs_dir}:{BAKED_LIBS_DIR}/python"

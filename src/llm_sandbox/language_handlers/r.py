@@ -10,15 +10,20 @@ naming the missing ones, when it is not.
 Packages with C, C++ or Fortran code are built from source on Linux and need a compiler in the
 sandbox (the default image has R's run time only); use an image with `r-base-dev` for those.
 
+The repository is `$R_REPO` when that is set in the environment of the process creating the
+session (read at each install, as 0.3.x did), else CRAN's cloud mirror.
+
 At run time `R_LIBS_USER` lists the libraries directories (R skips ones that do not exist).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 
+from llm_sandbox.exceptions import ConfigurationError
 from llm_sandbox.images.naming import image_name
 from llm_sandbox.images.recipes import Recipe
 from llm_sandbox.language_handlers.base import (
@@ -26,6 +31,8 @@ from llm_sandbox.language_handlers.base import (
     AbstractLanguageHandler,
     LanguageConfig,
     PlotCapture,
+    PlotDetectionConfig,
+    PlotLibrary,
 )
 from llm_sandbox.language_handlers.capture import support_file
 from llm_sandbox.language_handlers.syntax import ImportForm, SourceRules, Syntax
@@ -48,6 +55,17 @@ _PROBE = (
 R_PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
 # The library directory and repository URL are ours, but they are pasted into R strings too.
 _SAFE_LITERAL = re.compile(r"^(?:(?:https?|file)://)?[A-Za-z0-9/._-]+$")
+
+
+def cran_repository() -> str:
+    """The repository installs use: `$R_REPO` if set and not empty, else `CRAN`."""
+    repos = os.environ.get("R_REPO") or CRAN
+    if not _SAFE_LITERAL.fullmatch(repos):
+        raise ConfigurationError(
+            f"R_REPO={repos!r} is not a plain repository URL (http, https or file; letters, "
+            "digits, '/', '.', '_' and '-' only)"
+        )
+    return repos
 
 
 def install_expression(packages: Sequence[str], lib: str, repos: str = CRAN) -> str:
@@ -110,7 +128,23 @@ class RHandler(AbstractLanguageHandler):
             file_extension="R",
             execution_commands=["Rscript {file}"],
             image=DEFAULT_IMAGE,
+            # Base graphics and everything drawing on a device (ggplot2, lattice); not plotly.
+            plot_detection=PlotDetectionConfig([PlotLibrary.ROOT]),
         )
+
+    # --- 0.3.x interface: its import regex and comment patterns (see `filter_comments`) --------
+    def get_import_patterns(self, module: str) -> str:
+        """Matches `library(m)`/`require(m)`, quoted or bare, at the start or after `(!;,{`."""
+        name = re.escape(module)
+        return rf"(?:^|[(!;,{{])\s*(?:library|require)\s*\(\s*[\"']?{name}[\"']?[^)]*\)"
+
+    @staticmethod
+    def get_multiline_comment_patterns() -> str:
+        return ""  # R has no block comments
+
+    @staticmethod
+    def get_inline_comment_patterns() -> str:
+        return r"#.*$"
 
     def _libs_path(self) -> str:
         return f"{self.libs_dir}:{BAKED_LIBS}"
@@ -131,7 +165,7 @@ class RHandler(AbstractLanguageHandler):
         return {"R_LIBS_USER": self._libs_path()}
 
     def install_command(self, libraries: list[str]) -> list[str]:
-        return ["Rscript", "-e", install_expression(libraries, self.libs_dir)]
+        return ["Rscript", "-e", install_expression(libraries, self.libs_dir, cran_repository())]
 
 
 HANDLER = RHandler

@@ -67,6 +67,20 @@ class RubyHandler(AbstractLanguageHandler):
             image=DEFAULT_IMAGE,
         )
 
+    # --- 0.3.x interface: its import regex and comment patterns (see `filter_comments`) --------
+    def get_import_patterns(self, module: str) -> str:
+        """Matches `require "m"`, `require 'm/sub'`, `require_relative("m")` after a space."""
+        quoted = "[\"']" + re.escape(module) + "(?:/[^\"']*)?[\"']"
+        return rf"(?<![^\s\"'])(?:^|\s)(?:require_relative|require)\s*\(?\s*{quoted}"
+
+    @staticmethod
+    def get_multiline_comment_patterns() -> str:
+        return r"=begin[\s\S]*?=end"
+
+    @staticmethod
+    def get_inline_comment_patterns() -> str:
+        return r"#.*$"
+
     def _gem_env(self) -> dict[str, str]:
         # The trailing ":" keeps Ruby's default gem directories on the path.
         return {"GEM_HOME": self.libs_dir, "GEM_PATH": f"{self.libs_dir}:{BAKED_LIBS}:"}
