@@ -5,7 +5,8 @@ SandboxError
 ├── ConfigurationError (ValueError)        an option is unknown, malformed or inapplicable
 │   ├── LanguageNotSupportedError          `lang` names no registered handler
 │   ├── UnsupportedBackendError            `backend` names no registered backend
-│   └── InvalidPackageError                a library name that could smuggle options or shell
+│   ├── InvalidPackageError                a library name that could smuggle options or shell
+│   └── InvalidRegexPatternError           a security pattern that is not a regular expression
 ├── UnsafeArchiveError (ValueError)        a tar stream from a sandbox tried to escape
 ├── BackendUnavailableError (RuntimeError) the backend cannot run here (tool/extra/daemon)
 │   └── ControlUnavailableError            a requested control cannot be applied (fail closed)
@@ -45,6 +46,15 @@ class UnsupportedBackendError(ConfigurationError):
 
 class InvalidPackageError(ConfigurationError):
     """A library name was rejected before anything ran."""
+
+
+class InvalidRegexPatternError(ConfigurationError):
+    """A `SecurityPattern` was given a pattern that does not compile; `pattern` is kept."""
+
+    def __init__(self, pattern: str, detail: str | None = None) -> None:
+        message = f"Invalid regex pattern: {pattern}"
+        super().__init__(f"{message} ({detail})" if detail else message)
+        self.pattern = pattern
 
 
 class UnsafeArchiveError(SandboxError, ValueError):
