@@ -170,6 +170,10 @@ INTERNALS = "<interpreter internals>"
         ("import json\njson.__builtins__", "__builtins__"),
         ("import sys\nsys._getframe().f_globals", "f_globals"),
         ("import inspect\ninspect.currentframe().f_back.f_builtins", "f_builtins"),
+        ("print.__self__", "__self__"),
+        ("getattr(len, '__se' + 'lf__')", "__self__"),
+        ("globals()['__builtins__']", "__builtins__"),
+        ("vars().get('__builtins__')", "__builtins__"),
     ],
 )
 def test_interpreter_internals_are_flagged(code: str, attr: str) -> None:
@@ -178,6 +182,26 @@ def test_interpreter_internals_are_flagged(code: str, attr: str) -> None:
     assert matched == {f"{INTERNALS}.{attr}"}
     assert all(v.severity == HIGH for v in violations if v.rule == INTERNALS)
     assert not get_security_policy("development").is_safe(code, "python")[0]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import sys\n[m for m in sys.modules.values() if m.__name__ == 'builtins'][0].eval('1')",
+        "import sys\nfor name in sys.modules:\n    print(name)",
+        "import sys\ndict(sys.modules)['socket']",
+        "import sys\nsys.modules[input()]",
+        "import sys\nsys.modules.get(input())",
+        "import sys as s\nt = s.modules\nlist(t.items())",
+    ],
+)
+def test_the_module_table_handed_around_is_a_dynamic_import(code: str) -> None:
+    assert ("module", "<dynamic import>") in _findings(code, get_security_policy("production"))
+
+
+def test_a_loader_counts_as_importlib() -> None:
+    code = "__loader__.load_module('socket')"
+    assert ("module", "importlib") in _findings(code, get_security_policy("production"))
 
 
 ORDINARY = [
@@ -195,6 +219,7 @@ ORDINARY = [
     "print('print.__self__.__dict__[x]')  # print.__self__",
     "def f(*args, **kwargs):\n    return f.__name__, f.__doc__, f.__defaults__",
     "import functools\nprint(functools.reduce(lambda a, b: a + b, [1, 2]))",
+    "import sys\nprint(sys.modules[__name__].__doc__, 'numpy' in sys.modules, sys.argv)",
 ]
 
 

@@ -453,14 +453,21 @@ class _Visitor(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         if node.id == "__builtins__":
             self._import(BUILTINS, node)
+        elif node.id in {"__loader__", "__spec__"}:
+            self._import("importlib", node)  # a loader imports whatever it is asked to
         self._referenced(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         self.generic_visit(node)
-        if node.attr in INTERNALS:
-            self._derive(f"{INTERNALS_MARK}.{node.attr}", node)
+        self._internal(node.attr, self.resolve(node), node)
         self._route(node)
         self._referenced(node)
+
+    def _internal(self, attr: str, reached: str | None, node: ast.AST) -> None:
+        """Derive `<interpreter internals>.<attr>` if reading `attr` reaches internals (a
+        builtin function's `__self__` is the builtins module)."""
+        if attr in INTERNALS or (attr == "__self__" and reached == BUILTINS):
+            self._derive(f"{INTERNALS_MARK}.{attr}", node)
 
     def _referenced(self, node: ast.Name | ast.Attribute) -> None:
         """`exec`, `eval`, `__import__`, ... count as called wherever they are named (`[eval][0]`
@@ -472,21 +479,44 @@ class _Visitor(ast.NodeVisitor):
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
         self.generic_visit(node)
-        self._looked_up(self.resolve(node.value), fold(node.slice, self.constants), node)
+        self._looked_up(self.resolve(node.value), node.slice, node)
         resolved = self.resolve(node)
         if resolved is not None:
             self._derive(resolved + "(", node)
         self._route(node)
 
-    def _looked_up(self, base: str | None, key: str | None, node: ast.AST) -> None:
+    def _looked_up(self, base: str | None, key_node: ast.AST, node: ast.AST) -> None:
+        key = fold(key_node, self.constants)
+        if key == "__builtins__":
+            self._derive(f"{INTERNALS_MARK}.__builtins__", node)
         if base == "sys.modules":
-            self._import("sys.modules" if key is None else key, node)
+            if key is not None:
+                self._import(key, node)
+            elif not (isinstance(key_node, ast.Name) and key_node.id == "__name__"):
+                self._import("<dynamic import>", node)  # any module, by a computed name
         elif base == BUILTINS and key is None:
             self._derive(DYNAMIC_BUILTINS_MARK, node)
+
+    def visit_For(self, node: ast.For) -> None:
+        self.generic_visit(node)
+        self._module_table(node.iter, node)
+
+    def visit_comprehension(self, node: ast.comprehension) -> None:
+        self.generic_visit(node)
+        self._module_table(node.iter, node)
+
+    def _module_table(self, node: ast.AST, at: ast.AST) -> None:
+        """`sys.modules` handed around whole (iterated, copied, passed on) yields any module."""
+        if self.resolve(node) == "sys.modules":
+            self._import("<dynamic import>", at)
 
     def visit_Call(self, node: ast.Call) -> None:
         self.generic_visit(node)
         name = self.resolve(node.func)
+        if isinstance(node.func, ast.Attribute) and node.func.attr in {"values", "items", "copy"}:
+            self._module_table(node.func.value, node)
+        for arg in [*node.args, *(k.value for k in node.keywords)]:
+            self._module_table(arg, node)
         indirect = self._indirect(node)
         resolved = self.resolve(node)
         if indirect and resolved is not None:
@@ -506,7 +536,7 @@ class _Visitor(ast.NodeVisitor):
         found = self._key_lookup(node)
         if found is not None:
             base, key_node = found
-            self._looked_up(base, fold(key_node, self.constants), node)
+            self._looked_up(base, key_node, node)
             return True
         reached = self._attribute_lookup(node)
         if reached is None:
@@ -519,9 +549,8 @@ class _Visitor(ast.NodeVisitor):
                 self._derive(DYNAMIC_BUILTINS_MARK, node)
             return True
         for attr in name.split("."):
-            if attr in INTERNALS:
-                self._derive(f"{INTERNALS_MARK}.{attr}", node)
             base = attribute(base, attr)
+            self._internal(attr, base, node)
             if base == BUILTINS:
                 self._import(BUILTINS, node)  # a route on the way (attrgetter("__self__.x"))
         return True
