@@ -72,3 +72,18 @@ def test_a_threshold_above_safe_blocks_the_run() -> None:
             session.run("print(6)")
         blocking = info.value.violations
         assert [v.pattern for v in blocking if isinstance(v, Violation)] == [r"print\("]
+
+
+def test_a_dict_of_fields_is_a_policy() -> None:
+    """0.3 validated a dict into a SecurityPolicy; so do we."""
+    fields = {
+        "severity_threshold": 2,
+        "patterns": [{"pattern": r"print\(", "description": "printing", "severity": 3}],
+    }
+    session = SandboxSession(lang="python", security_policy=fields)  # type: ignore[arg-type]
+    assert isinstance(session.config.security_policy, SecurityPolicy)
+    safe, violations = session.is_safe("print(1)")
+    assert not safe
+    assert [v.description for v in violations] == ["printing"]
+    with pytest.raises(ConfigurationError, match="'treshold'"):
+        SandboxSession(lang="python", security_policy={"treshold": 2})  # type: ignore[arg-type]
