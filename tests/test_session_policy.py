@@ -6,7 +6,13 @@ import pytest
 
 from llm_sandbox import SandboxSession
 from llm_sandbox.exceptions import ConfigurationError, SecurityViolationError
-from llm_sandbox.security import get_security_policy
+from llm_sandbox.security import (
+    SecurityIssueSeverity,
+    SecurityPattern,
+    SecurityPolicy,
+    Violation,
+    get_security_policy,
+)
 
 
 def test_run_refuses_code_that_breaks_the_policy() -> None:
@@ -37,3 +43,47 @@ def test_is_safe_without_policy_is_true() -> None:
 def test_policy_of_the_wrong_type_is_rejected() -> None:
     with pytest.raises(ConfigurationError, match="SecurityPolicy"):
         SandboxSession(lang="python", security_policy="production")  # type: ignore[arg-type]
+
+
+def _print_policy(threshold: SecurityIssueSeverity) -> SecurityPolicy:
+    pattern = SecurityPattern(
+        pattern=r"print\(", description="printing", severity=SecurityIssueSeverity.HIGH
+    )
+    return SecurityPolicy(severity_threshold=threshold, patterns=[pattern])
+
+
+def test_a_safe_threshold_reports_but_blocks_nothing() -> None:
+    """As in 0.3: the default threshold (SAFE) makes the policy advisory."""
+    policy = _print_policy(SecurityPolicy().severity_threshold)
+    with SandboxSession(lang="python", security_policy=policy) as session:
+        safe, violations = session.is_safe("print(6)")
+        assert safe
+        assert [(v.pattern, v.description, v.line) for v in violations] == [
+            (r"print\(", "printing", 1)
+        ]
+        assert session.run("print(6)").stdout == "6\n"
+
+
+def test_a_threshold_above_safe_blocks_the_run() -> None:
+    policy = _print_policy(SecurityIssueSeverity.HIGH)
+    with SandboxSession(lang="python", security_policy=policy) as session:
+        assert session.is_safe("print(6)")[0] is False
+        with pytest.raises(SecurityViolationError) as info:
+            session.run("print(6)")
+        blocking = info.value.violations
+        assert [v.pattern for v in blocking if isinstance(v, Violation)] == [r"print\("]
+
+
+def test_a_dict_of_fields_is_a_policy() -> None:
+    """0.3 validated a dict into a SecurityPolicy; so do we."""
+    fields = {
+        "severity_threshold": 2,
+        "patterns": [{"pattern": r"print\(", "description": "printing", "severity": 3}],
+    }
+    session = SandboxSession(lang="python", security_policy=fields)  # type: ignore[arg-type]
+    assert isinstance(session.config.security_policy, SecurityPolicy)
+    safe, violations = session.is_safe("print(1)")
+    assert not safe
+    assert [v.description for v in violations] == ["printing"]
+    with pytest.raises(ConfigurationError, match="'treshold'"):
+        SandboxSession(lang="python", security_policy={"treshold": 2})  # type: ignore[arg-type]

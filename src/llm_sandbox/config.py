@@ -263,7 +263,7 @@ class SessionConfig:
             raise ConfigurationError("limits must be a llm_sandbox.ResourceLimits instance")
         if self.logger is not None and not isinstance(self.logger, logging.Logger):
             raise ConfigurationError("logger must be a logging.Logger or None")
-        _check_policy(self.security_policy)
+        object.__setattr__(self, "security_policy", _policy(self.security_policy))
         _check_libraries(self)
         check_environment(self.env_vars, "env_vars")
         check_type(self.skip_environment_setup, bool, "skip_environment_setup", "True or False")
@@ -334,14 +334,18 @@ def _check_libraries(config: SessionConfig) -> None:
         )
 
 
-def _check_policy(policy: object) -> None:
+def _policy(policy: object) -> SecurityPolicy | None:
+    """The policy itself, or one made from a dict of its fields (as 0.3 accepted)."""
     from llm_sandbox.security import SecurityPolicy
 
-    if policy is not None and not isinstance(policy, SecurityPolicy):
-        raise ConfigurationError(
-            "security_policy must be a llm_sandbox.security.SecurityPolicy, e.g. "
-            "get_security_policy('production')"
-        )
+    if policy is None or isinstance(policy, SecurityPolicy):
+        return policy
+    if isinstance(policy, Mapping):
+        return SecurityPolicy.model_validate(policy)
+    raise ConfigurationError(
+        "security_policy must be a llm_sandbox.security.SecurityPolicy (or a dict of its "
+        "fields), e.g. get_security_policy('production')"
+    )
 
 
 def _check_workdir(workdir: object) -> None:

@@ -100,8 +100,9 @@ class CommandEmptyError(ConfigurationError):
 class InvalidRegexPatternError(ConfigurationError):
     """A security pattern is not a valid regular expression."""
 
-    def __init__(self, pattern: str, message: str | None = None) -> None:
-        super().__init__(_named("Invalid regex pattern: {}", pattern, message))
+    def __init__(self, pattern: str, detail: str | None = None) -> None:
+        message = f"Invalid regex pattern: {pattern}"
+        super().__init__(f"{message} ({detail})" if detail else message)
         self.pattern = pattern
 
 

@@ -84,9 +84,10 @@ def test_a_registered_language_runs_and_refuses_installs_clearly() -> None:
 @pytest.mark.usefixtures("perl")
 def test_a_policy_reads_the_languages_own_import_forms() -> None:
     policy = SecurityPolicy(
+        severity_threshold=SecurityIssueSeverity.MEDIUM,
         restricted_modules=[
             RestrictedModule("Socket", "network access", SecurityIssueSeverity.HIGH)
-        ]
+        ],
     )
     flagged = policy.check("use strict;\nuse Socket;\nprint 1;\n", "perl")
     assert [(v.kind, v.matched, v.line) for v in flagged] == [("module", "Socket", 2)]

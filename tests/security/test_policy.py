@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from llm_sandbox.exceptions import ConfigurationError
+from llm_sandbox.exceptions import ConfigurationError, InvalidRegexPatternError
 from llm_sandbox.security import (
     RestrictedModule,
     SecurityIssueSeverity,
@@ -127,7 +127,7 @@ def test_spec_open_write_pattern_sees_string_arguments() -> None:
     pattern = SecurityPattern(
         r"open\s*\([^)]*['\"][wa]", "File write", SecurityIssueSeverity.MEDIUM
     )
-    policy = SecurityPolicy(patterns=[pattern])
+    policy = SecurityPolicy(severity_threshold=SecurityIssueSeverity.MEDIUM, patterns=[pattern])
     assert not policy.is_safe("open('f.txt', 'w').write('x')", "python")[0]
     assert policy.is_safe("print(\"open('f', 'w')\")", "python")[0]
 
@@ -215,8 +215,11 @@ def test_severity_ordering_and_threshold() -> None:
 
 
 def test_invalid_regex_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match=r"'\(unclosed\[' is not a valid"):
+    expected = r"Invalid regex pattern: \(unclosed\[ \("
+    with pytest.raises(InvalidRegexPatternError, match=expected) as info:
         SecurityPattern("(unclosed[", "broken", HIGH)
+    assert isinstance(info.value, ConfigurationError)
+    assert info.value.pattern == "(unclosed["
 
 
 def test_policies_are_unchanged_by_checks() -> None:
@@ -321,7 +324,7 @@ def test_spec_layered_policy_runs_verbatim() -> None:
 
 
 def test_add_rejects_wrong_types() -> None:
-    policy = SecurityPolicy()
+    policy = SecurityPolicy(severity_threshold=HIGH)
     with pytest.raises(ConfigurationError):
         policy.add_pattern("os.system")  # type: ignore[arg-type]
     policy.add_restricted_module(RestrictedModule("os", "os", HIGH))
