@@ -19,6 +19,7 @@ import io
 import logging
 import os
 import posixpath
+import re
 import tarfile
 import threading
 import time
@@ -380,6 +381,7 @@ class SandboxSession:
                 "this session was opened with skip_environment_setup=True, which installs "
                 "nothing; open it without that option, or use an image with the libraries",
             )
+        self._refuse_restricted_libraries(libraries)
         argv = self.language_handler.install_argv(list(libraries))
         with self._lock:
             self._require_open()
@@ -448,6 +450,19 @@ class SandboxSession:
         Podman, the pod's name for Kubernetes; None for the embedded backend or when closed."""
         sandbox = self._sandbox
         return sandbox.handle() if sandbox is not None else None
+
+    def _refuse_restricted_libraries(self, libraries: Sequence[str]) -> None:
+        """A library the policy restricts as a module is not installed (as in 0.3.x)."""
+        policy = self.config.security_policy
+        for library in libraries:
+            name = re.split(r"[\[<>=!~;@ ]", library.strip(), maxsplit=1)[0]
+            for module in (policy.restricted_modules or []) if policy else []:
+                if module.name == name:
+                    raise SecurityViolationError(
+                        f"Library {library} is not allowed to be installed: the session's "
+                        f"security policy restricts the module {module.name!r} "
+                        f"({module.description})"
+                    )
 
     # --- files -------------------------------------------------------------------------------
     def copy_to_runtime(self, src: str | os.PathLike[str], dest: str) -> None:

@@ -462,7 +462,7 @@ def _module_violations(
 ) -> list[Violation]:
     rules = source_rules(lang)
     if rules is None:
-        return []  # a language without source rules has no imports to find
+        return _legacy_module_violations(modules, found, lang)
     out = []
     for module in modules:
         if not module.applies_to(lang):
@@ -470,6 +470,32 @@ def _module_violations(
         for imported in found.imports:
             if module_matches(imported.text, module.name, rules):
                 out.append(_violation("module", imported.text, module, imported.line))
+    return out
+
+
+def _legacy_module_violations(
+    modules: list[RestrictedModule], found: Analysis, lang: str
+) -> list[Violation]:
+    """A language without source rules: a 0.3.x-style handler's own `get_import_patterns`
+    regex per restricted module, over the code without its comments (as 0.3.x did)."""
+    from llm_sandbox.language_handlers.factory import LanguageHandlerFactory
+
+    handler_class = LanguageHandlerFactory.lookup(lang)
+    if handler_class is None:
+        return []
+    handler = handler_class()
+    code = handler.filter_comments(found.masked.text)
+    out = []
+    for module in modules:
+        if not module.applies_to(lang):
+            continue
+        try:
+            regex = re.compile(handler.get_import_patterns(module.name), re.MULTILINE)
+        except (re.error, TypeError):
+            continue  # a handler whose pattern does not compile finds nothing, as in 0.3.x
+        for match in regex.finditer(code):
+            line = code.count("\n", 0, match.start()) + 1
+            out.append(_violation("module", match.group(0), module, line))
     return out
 
 
