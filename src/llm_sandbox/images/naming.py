@@ -4,8 +4,10 @@ Names are fully qualified: ``localhost/llm-sandbox/<language>:<IMAGE_VERSION>``.
 short name such as ``llm-sandbox-python:1`` as ``localhost/llm-sandbox-python:1`` while Docker
 stores it unchanged, so a short name would compare differently in the two engines (and in their
 APIs' ``RepoTags``). With an explicit ``localhost/`` domain both engines store, list and look up the
-very same string, and neither ever tries to pull it from Docker Hub. Bump :data:`IMAGE_VERSION`
-whenever a recipe or the run-time set-up changes so stale local images are not reused.
+very same string, and neither ever tries to pull it from Docker Hub (a session builds a missing
+one instead). An image records the hash of the recipe it was built from: after a recipe change,
+``llm-sandbox images build --if-missing`` rebuilds it and sessions warn that it is older. Bump
+:data:`IMAGE_VERSION` when the run-time set-up changes so that older images would break sessions.
 """
 
 from __future__ import annotations
