@@ -114,8 +114,9 @@ class RegistryUnreachableError(ImagePullError, ConnectionError):
         why = f" ({self.error})" if self.error else ""
         return (
             f"cannot pull {self.image!r}: registry {self.registry} is not reachable{why}; check "
-            "its address, the network and proxy settings of the engine, or load the image "
-            "locally (docker load / podman load)"
+            "its address, its TLS (the engine must list a registry without TLS as insecure), "
+            "the engine's network and proxy settings, or load the image locally (docker load / "
+            "podman load)"
         )
 
 

@@ -90,7 +90,8 @@ def test_short_names_are_qualified_as_docker_reads_them(name: str, full: str) ->
 
 def test_loopback_registries() -> None:
     assert all(map(is_loopback, ["localhost", "localhost:5000", "127.0.0.1:5000", "[::1]:5000"]))
-    assert not any(map(is_loopback, ["docker.io", "registry.local:5000", "10.0.0.1:5000"]))
+    others = ["docker.io", "registry.local:5000", "10.0.0.1:5000", "127.example.com:5000"]
+    assert not any(map(is_loopback, others))
 
 
 # What Docker 20.10 and Podman 4.3 answer (copied from their replies to this test's registry).

@@ -16,6 +16,7 @@ layer, not bytes), is given up on.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import queue
@@ -51,13 +52,13 @@ _TICK: Final = 1.0
 # What engines say, lowercased. Connection-level trouble first: its messages may mention a
 # manifest ("... reading manifest: dial tcp ...: connection refused").
 _UNREACHABLE = re.compile(
-    r"connection refused|no such host|i/o timeout|timeout|timed out|network is unreachable"
-    r"|no route to host|connection reset|server misbehaving|tls handshake|\beof\b"
-    r"|certificate|x509|http response to https client"
+    r"connection refused|no such host|timeout|timed out|network is unreachable|no route to host"
+    r"|connection reset|server misbehaving|tls handshake|\beof\b|certificate|x509"
+    r"|http response to https client"
 )
 _AUTH = re.compile(
-    r"unauthorized|authentication required|no basic auth credentials|access denied|denied"
-    r"|forbidden|incorrect username or password|\b401\b|\b403\b"
+    r"unauthorized|authentication required|no basic auth credentials|denied|forbidden"
+    r"|incorrect username or password|\b401\b|\b403\b"
 )
 _NOT_FOUND = re.compile(r"manifest unknown|name unknown|not found|no such image|does not exist")
 # Podman's first lines come before it has talked to the registry.
@@ -91,9 +92,14 @@ def qualified(reference: str) -> str:
 
 def is_loopback(registry: str) -> bool:
     """Whether `registry` (host[:port]) is this machine: Docker lets those skip TLS by default."""
-    host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
+    host = registry if registry.endswith("]") else registry.rsplit(":", 1)[0]
     host = host.strip("[]")
-    return host in {"localhost", "::1"} or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost
+        return False
 
 
 class RegistryAnswer(Exception):
