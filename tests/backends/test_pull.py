@@ -403,16 +403,19 @@ def test_a_registry_that_never_answers_is_given_up_on(
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
+    server.settimeout(0.2)
     held: list[socket.socket] = []
+    stop = threading.Event()
 
     def accept() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 held.append(server.accept()[0])
-            except OSError:
-                return
+            except TimeoutError:
+                continue
 
-    threading.Thread(target=accept, daemon=True).start()
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
     address = f"localhost:{server.getsockname()[1]}"
     monkeypatch.setenv(ENV_STALL, "2")
     started = time.monotonic()
@@ -423,6 +426,8 @@ def test_a_registry_that_never_answers_is_given_up_on(
         assert raised.value.registry == address
         assert "went silent" in str(raised.value)
     finally:
+        stop.set()
+        acceptor.join(5)
         server.close()
         for connection in held:
             connection.close()
