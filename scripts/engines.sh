@@ -2,8 +2,10 @@
 # Prepare a Debian 12 machine (as root, no systemd) for llm_sandbox's container backends.
 #
 # Idempotent: installs docker.io, podman, runc, runsc, debootstrap and curl only when missing,
-# registers gVisor (runsc) with Docker, configures rootful Podman, and makes sure dockerd and the
-# Podman REST service are answering. A second run on a prepared machine is a fast no-op.
+# plus docker-registry and apache2-utils (htpasswd) for the pull tests, which start a registry
+# of their own on loopback; registers gVisor (runsc) with Docker, configures rootful Podman, and
+# makes sure dockerd and the Podman REST service are answering. A second run on a prepared
+# machine is a fast no-op.
 # One line of output per step; exits non-zero with a message when something cannot be set up.
 #
 # Environment overrides:
@@ -18,7 +20,7 @@ DOCKER_DAEMON_JSON=/etc/docker/daemon.json
 CONTAINERS_CONF=/etc/containers/containers.conf
 DOCKERD_LOG=/var/log/dockerd.log
 PODMAN_LOG=/var/log/podman-service.log
-PACKAGES=(docker.io podman catatonit runc runsc debootstrap curl)
+PACKAGES=(docker.io podman catatonit runc runsc debootstrap curl docker-registry apache2-utils)
 
 step() { printf '[engines] %s\n' "$*"; }
 die() { printf '[engines] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -21,6 +21,10 @@ SandboxError
 │   ├── MissingDependencyError (ImportError) the backend's SDK is not installed
 │   └── ControlUnavailableError             a requested control cannot be applied (fail closed)
 ├── ImageBuildError (RuntimeError)          a default image or a dockerfile could not be built
+├── ImagePullError (RuntimeError)           an image could not be pulled (image, registry, error)
+│   ├── ImageNotFoundError (ConfigurationError)  the registry has no such image or tag
+│   ├── RegistryUnreachableError (ConnectionError) the registry did not answer, or stalled
+│   └── RegistryAuthError (PermissionError)      the registry refused the engine's credentials
 ├── SessionStateError (RuntimeError)        run before open, run after close, ...
 │   ├── NotOpenSessionError                 the session is not open
 │   └── LanguageHandlerNotInitializedError  the session has no language handler
@@ -166,6 +170,72 @@ class ControlUnavailableError(BackendUnavailableError):
 
 class ImageBuildError(SandboxError, RuntimeError):
     """An image (a default image, or the session's dockerfile) could not be built."""
+
+
+class ImagePullError(SandboxError, RuntimeError):
+    """An image is not available locally and pulling it from its registry failed.
+
+    `image` is the name as given, `registry` the registry it was pulled from (Docker's rule:
+    the first part of the name when it looks like a host, else docker.io), `error` what the
+    engine answered. The subclasses say why, when the answer shows it.
+    """
+
+    hint = (
+        "check the name and the registry, or build or load the image locally "
+        "(docker build / docker load, or pass dockerfile=)"
+    )
+
+    def __init__(self, image: str, error: str = "", *, registry: str | None = None) -> None:
+        if registry is None:
+            from llm_sandbox.images.naming import registry_of
+
+            registry = registry_of(image)
+        self.image = image
+        self.error = error
+        self.registry = registry
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        why = f": {self.error}" if self.error else ""
+        image, registry = self.image, self.registry
+        return f"could not pull image {image!r} from registry {registry}{why}; {self.hint}"
+
+
+class ImageNotFoundError(ImagePullError, ConfigurationError):
+    """The registry has no such image, or no such tag of it."""
+
+    def _message(self) -> str:
+        why = f" ({self.error})" if self.error else ""
+        return (
+            f"image {self.image!r} was not found on registry {self.registry}{why}; check the "
+            "repository name and tag, or build the image locally (docker build, or dockerfile=)"
+        )
+
+
+class RegistryUnreachableError(ImagePullError, ConnectionError):
+    """The registry could not be reached, or stopped answering during the pull."""
+
+    def _message(self) -> str:
+        why = f" ({self.error})" if self.error else ""
+        return (
+            f"cannot pull {self.image!r}: registry {self.registry} is not reachable{why}; check "
+            "its address, its TLS (the engine must list a registry without TLS as insecure), "
+            "the engine's network and proxy settings, or load the image locally (docker load / "
+            "podman load)"
+        )
+
+
+class RegistryAuthError(ImagePullError, PermissionError):
+    """The registry refused access: no credentials, wrong ones, or no right to the image."""
+
+    def _message(self) -> str:
+        why = f" ({self.error})" if self.error else ""
+        return (
+            f"registry {self.registry} refused to let us pull {self.image!r}{why}; log in with "
+            f"`docker login {self.registry}` (Docker: ~/.docker/config.json) or `podman login "
+            f"{self.registry}` (the Podman service's auth file), and check that the account may "
+            "read this repository"
+        )
 
 
 # --- lifecycle ------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llm_sandbox import SandboxSession
-from llm_sandbox.exceptions import ConfigurationError
+from llm_sandbox.exceptions import ConfigurationError, RegistryUnreachableError
 from llm_sandbox.images import image_for
 from llm_sandbox.layout import LABEL
 
@@ -54,22 +54,20 @@ def test_close_removes_the_container(container_backend: str) -> None:
     assert containers_of_this_process(container_backend) == []
 
 
-def test_missing_default_image_names_the_build_command(
-    container_backend: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from llm_sandbox.language_handlers import python as python_handler
-
-    monkeypatch.setattr(python_handler, "DEFAULT_IMAGE", "localhost/llm-sandbox/nope:0")
-    session = SandboxSession(backend=container_backend, image=None)
-    session.language_handler.config.image = "localhost/llm-sandbox/nope:0"
-    with pytest.raises(ConfigurationError, match="llm-sandbox images build python"):
-        session.open()
-
-
-def test_user_named_missing_image_is_a_clear_error(container_backend: str) -> None:
+def test_a_named_image_that_is_nowhere_is_a_clear_error(container_backend: str) -> None:
+    """Not local, so pulled: from `localhost` (port 443), where no registry listens. (Pulls
+    from a real registry, and default images built on first use: tests/backends/test_pull.py,
+    tests/images/test_first_use.py.)"""
     session = SandboxSession(backend=container_backend, image="localhost/no-such-image:1")
-    with pytest.raises(ConfigurationError, match="not available locally"):
+    with pytest.raises(RegistryUnreachableError, match="registry localhost is not reachable"):
         session.open()
+
+
+def test_the_default_image_answers_to_python(container_backend: str) -> None:
+    with SandboxSession(backend=container_backend) as session:
+        result = session.execute_command("python -c 'print(6 * 7)' && pip --version")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("42\npip ")
 
 
 def test_dockerfile_is_built_and_removed_unless_kept(

@@ -318,3 +318,56 @@ def test_online_build_replaces_an_existing_uid_1000_account(engine: str) -> None
         assert result.stdout.split() == ["sandbox", "1000", "/sandbox", "sandbox", "gone"]
     finally:
         _run([engine, "rmi", "-f", recipe.image, fake_base])
+
+
+def _built_or_skip(language: str, engine: str) -> str:
+    if not _engine_answers(engine):
+        pytest.skip(f"{engine} is not reachable (run scripts/engines.sh as root)")
+    image = RECIPES[language].image
+    if not image_exists(image, engine):
+        pytest.skip(f"{image} is not built: llm-sandbox images build {language} --engine {engine}")
+    return image
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_online_javascript_build_answers_to_nodejs(engine: str) -> None:
+    """The official node image has no `nodejs`: the online recipe links it (checked without a
+    registry, FROM a local stand-in that lacks it)."""
+    source = _built_or_skip("javascript", engine)
+    fake_base = "localhost/llm-sandbox-test/fake-node:1"
+    recipe = dataclasses.replace(
+        RECIPES["javascript"], language="online-js-test", online_base=fake_base
+    )
+    with tempfile.TemporaryDirectory() as context:
+        (Path(context) / "Dockerfile").write_text(
+            f"FROM {source}\nUSER 0:0\nRUN rm /usr/bin/nodejs\n"
+        )
+        made = _run([engine, "build", "-q", "-t", fake_base, context])
+        assert made.returncode == 0, made.stderr
+    try:
+        builder._build_online(recipe, engine, lambda line: None)
+        builder._check_commands(recipe, engine, lambda line: None)
+        result = _run([engine, "run", "--rm", "--network", "none", recipe.image,
+                       "nodejs", "-e", "console.log(6 * 7)"])  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "42\n"
+    finally:
+        _run([engine, "rmi", "-f", recipe.image, fake_base])
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_an_image_without_a_promised_command_is_refused(engine: str) -> None:
+    source = _built_or_skip("ruby", engine)
+    recipe = dataclasses.replace(
+        RECIPES["ruby"], language="promise-test", commands=("ruby", "no-such-command")
+    )
+    tagged = _run([engine, "tag", source, recipe.image])
+    assert tagged.returncode == 0, tagged.stderr
+    try:
+        with pytest.raises(ImageBuildError, match="lacks no-such-command"):
+            builder._check_commands(recipe, engine, lambda line: None)
+        assert not image_exists(recipe.image, engine)  # not left for sessions to use
+    finally:
+        _run([engine, "rmi", "-f", recipe.image])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from llm_sandbox.images import LANGUAGES, image_exists, image_for
+from llm_sandbox.images import LANGUAGES, RECIPES, image_exists, image_for
 
 WORKDIR = "/sandbox"
 SUPPORT_DIR = "/opt/llm-sandbox"
@@ -132,3 +132,22 @@ def test_default_image_runs_code_like_the_backend(engine: str, language: str) ->
     finally:
         _run([engine, "kill", name])
         _run([engine, "rm", "-f", name])
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+@pytest.mark.parametrize("language", sorted(SMOKES))
+def test_default_image_answers_to_the_usual_command_names(engine: str, language: str) -> None:
+    if not _engine_answers(engine):
+        pytest.skip(f"{engine} is not reachable (run scripts/engines.sh as root)")
+    image = image_for(language)
+    if not image_exists(image, engine):
+        pytest.skip(f"{image} is not built: llm-sandbox images build {language} --engine {engine}")
+    names = RECIPES[language].commands
+    script = 'for c in "$@"; do command -v "$c" >/dev/null || echo "missing $c"; done'
+    result = _run(
+        [engine, "run", "--rm", "--network", "none", "--user", "1000:1000", image,
+         "sh", "-c", script, "sh", *names]
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""

@@ -113,3 +113,27 @@ def test_stand_ins_are_empty_packages_installed_before_the_recipe() -> None:
         assert f"Package: {package}'" in script
         assert f'dpkg -i "$d/{package}.deb"' in script
     assert not set(python.STAND_INS) & set(RECIPES["python"].all_debian_packages)
+
+
+# The command names code written for the previous generation calls (`execute_command(...)`).
+USUAL_COMMANDS = {
+    "python": {"python", "python3", "pip", "pip3"},
+    "javascript": {"node", "nodejs", "npm"},
+    "java": {"java", "javac"},
+    "cpp": {"g++", "gcc", "c++"},
+    "go": {"go"},
+    "ruby": {"ruby", "gem"},
+    "r": {"R", "Rscript"},
+}
+
+
+def test_every_image_promises_the_usual_command_names() -> None:
+    assert {language: set(recipe.commands) for language, recipe in RECIPES.items()} == (
+        USUAL_COMMANDS
+    )
+
+
+def test_python_answers_to_python_both_ways() -> None:
+    recipe = RECIPES["python"]
+    assert "python-is-python3" in recipe.debian_packages  # offline: Debian's own link
+    assert recipe.online_base.startswith("docker.io/library/python:")  # has `python` itself

@@ -272,10 +272,35 @@ def build_image(
         _build_offline(recipe, engine, say, mirror)
     else:
         _build_online(recipe, engine, say)
+    _check_commands(recipe, engine, say)
     say(f"built {recipe.image}")
     if previous:
         _remove_if_dangling(previous, engine)
     return recipe.image
+
+
+def _check_commands(recipe: Recipe, engine: str, say: Progress) -> None:
+    """Fail (and remove the image) unless it answers to every name in ``recipe.commands``."""
+    if not recipe.commands:
+        return
+    say(f"checking the commands {' '.join(recipe.commands)}")
+    script = 'for c in "$@"; do command -v "$c" >/dev/null || printf "%s " "$c"; done'
+    command = [
+        engine, "run", "--rm", "--network", "none", "--user", f"{SANDBOX_UID}:{SANDBOX_GID}",
+        "--entrypoint", "/bin/sh", recipe.image, "-c", script, "sh", *recipe.commands,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    missing = result.stdout.split()
+    if result.returncode == 0 and not missing:
+        return
+    subprocess.run([engine, "rmi", recipe.image], capture_output=True, check=False)
+    problem = f"lacks {', '.join(missing)}" if missing else f"did not start: {result.stderr}"
+    raise ImageBuildError(
+        f"the {recipe.language} image {problem} (the recipe promises "
+        f"{', '.join(recipe.commands)}); it was removed",
+        command=command,
+        output_tail=result.stderr,
+    )
 
 
 def _remove_if_dangling(image_id: str, engine: str) -> None:

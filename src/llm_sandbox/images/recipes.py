@@ -117,6 +117,10 @@ class Recipe:
     online_commands: tuple[str, ...] = ()
     """POSIX shell commands run as root on top of the official image of the online build: what
     the offline build gets from ``debian_packages`` beyond the base language (e.g. plotting)."""
+    commands: tuple[str, ...] = ()
+    """Command names the image answers to, for uid 1000 on the image's ``PATH``: the usual ones
+    of the language, which code written for the previous generation calls (``python``,
+    ``pip``...). The builder checks them in every image it builds, either way."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))

@@ -35,6 +35,7 @@ class CppHandler(AbstractLanguageHandler):
         online_base="docker.io/library/gcc:12",
         # GCC's LTO debugging tool (32 MB); compiling and linking never run it.
         rootfs_commands=("rm -f /usr/bin/*lto-dump*",),
+        commands=("g++", "gcc", "c++"),
     )
     tools = (("g++", "install the GNU C++ compiler: apt-get install g++"),)
 

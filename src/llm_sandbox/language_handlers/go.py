@@ -99,6 +99,7 @@ class GoHandler(AbstractLanguageHandler):
             "CGO_ENABLED=0 GOCACHE=/tmp/go-build GOPATH=/tmp/go go install std",
             "rm -rf /tmp/go-build /tmp/go",
         ),
+        commands=("go",),
     )
     tools = (("go", "install Go: apt-get install golang-go"),)
     package_pattern = MODULE_SPEC

@@ -193,6 +193,7 @@ class JavaHandler(AbstractLanguageHandler):
         # The JDK's module files are jlink's input only (javac and java read lib/modules):
         # 80 MB nobody in a sandbox needs.
         rootfs_commands=("rm -rf /usr/lib/jvm/*/jmods",),
+        commands=("java", "javac"),
     )
     tools = (
         ("javac", "install a JDK: apt-get install openjdk-17-jdk-headless"),

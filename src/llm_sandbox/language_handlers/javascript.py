@@ -119,6 +119,11 @@ class JavaScriptHandler(AbstractLanguageHandler):
         language="javascript",
         debian_packages=("nodejs", "npm"),
         online_base="docker.io/library/node:22-bookworm-slim",
+        # Debian's package has both names; the official image only `node`.
+        online_commands=(
+            'command -v nodejs >/dev/null || ln -s "$(command -v node)" /usr/local/bin/nodejs',
+        ),
+        commands=("node", "nodejs", "npm"),
     )
     tools = (("node", "install Node.js: apt-get install nodejs (and npm for libraries)"),)
     package_rule = (

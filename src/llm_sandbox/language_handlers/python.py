@@ -63,7 +63,14 @@ class PythonHandler(AbstractLanguageHandler):
     )
     recipe = Recipe(
         language="python",
-        debian_packages=("python3", "python3-pip", "python3-venv", *PLOTTING_PACKAGES),
+        # python-is-python3: `python` is python3, as in the official image.
+        debian_packages=(
+            "python3",
+            "python-is-python3",
+            "python3-pip",
+            "python3-venv",
+            *PLOTTING_PACKAGES,
+        ),
         online_base="docker.io/library/python:3.11-slim",
         optional_debian_packages=("python3-scipy",),
         pre_install_commands=stand_ins(*STAND_INS),
@@ -71,6 +78,7 @@ class PythonHandler(AbstractLanguageHandler):
         # Debian marks its interpreter "externally managed" (PEP 668); the official image does
         # not. Let `pip install` (falling back to --user as uid 1000) work in both.
         env={"PIP_BREAK_SYSTEM_PACKAGES": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        commands=("python", "python3", "pip", "pip3"),
     )
     package_pattern = PEP508_SPEC
     package_rule = (

@@ -111,6 +111,7 @@ class RHandler(AbstractLanguageHandler):
             "rm -rf /var/lib/apt/lists/*",
         ),
         optional_debian_packages=("r-recommended",),
+        commands=("R", "Rscript"),
     )
     tools = (("Rscript", "install R: apt-get install r-base-core"),)
     package_pattern = R_PACKAGE

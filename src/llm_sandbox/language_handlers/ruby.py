@@ -48,6 +48,7 @@ class RubyHandler(AbstractLanguageHandler):
         language="ruby",
         debian_packages=("ruby",),
         online_base="docker.io/library/ruby:3.2",
+        commands=("ruby", "gem"),
     )
     tools = (("ruby", "install Ruby: apt-get install ruby"),)
     package_pattern = GEM_SPEC

@@ -11,10 +11,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import docker
+import docker.auth
 import docker.errors
+import docker.utils
 
 from llm_sandbox.backends.base import Backend
 from llm_sandbox.backends.container.engine import SdkEngine, UnixHttp
+from llm_sandbox.backends.container.pull import CONNECT_TIMEOUT, HttpPullStream, PullStream
 from llm_sandbox.backends.container.sandbox import EngineBackend
 from llm_sandbox.backends.container.spec import ContainerSpec
 from llm_sandbox.exceptions import (
@@ -117,6 +120,26 @@ class DockerEngine(SdkEngine):
             except docker.errors.ImageNotFound:
                 return False
         return True
+
+    def pull_stream(self, reference: str, read_timeout: float) -> PullStream:
+        # What `docker pull` and the SDK's `pull` do: the daemon pulls, with the credentials
+        # the client finds for the registry in ~/.docker/config.json (or its credential
+        # helper), sent in X-Registry-Auth.
+        repository, tag = docker.utils.parse_repository_tag(reference)
+        registry, _ = docker.auth.resolve_repository_name(repository)
+        headers = {}
+        credentials = docker.auth.get_config_header(self.api, registry)
+        if credentials:
+            headers["X-Registry-Auth"] = credentials
+        with self.map_errors(f"pulling {reference}"):
+            response = self.api.post(
+                self.api._url("/images/create"),
+                params={"fromImage": repository, "tag": tag or "latest"},
+                headers=headers,
+                stream=True,
+                timeout=(CONNECT_TIMEOUT, read_timeout),
+            )
+        return HttpPullStream(response)
 
 
 def create_backend() -> Backend:

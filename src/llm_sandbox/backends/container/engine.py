@@ -2,13 +2,15 @@
 
 `Engine` is the few engine-specific operations; `SdkEngine` what both SDKs spell alike;
 `map_engine_errors` translates SDK errors at this boundary only; `UnixHttp` hijacks an exec
-connection on the engine's unix socket; `resolve_image` picks (or builds) the image to run.
+connection on the engine's unix socket; `resolve_image` picks the image to run, and builds the
+session's dockerfile, builds a default image on first use, or pulls a named image it lacks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
 import uuid
 from abc import ABC, abstractmethod
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_sandbox.backends.container.options import ContainerOptions
+from llm_sandbox.backends.container.pull import PullStream, pull_image
 from llm_sandbox.backends.container.spec import ContainerSpec
 from llm_sandbox.config import SessionConfig
 from llm_sandbox.exceptions import (
@@ -25,6 +28,8 @@ from llm_sandbox.exceptions import (
     ImageBuildError,
     SandboxRuntimeError,
 )
+from llm_sandbox.images.naming import default_image_language
+from llm_sandbox.images.progress import ProgressLog
 
 
 class Engine(ABC):
@@ -74,6 +79,22 @@ class Engine(ABC):
     @abstractmethod
     def container_object(self, container: str) -> Any:
         """The SDK's object for `container` (what users of the previous generation held)."""
+
+    @abstractmethod
+    def image_labels(self, image: str) -> dict[str, str] | None:
+        """The labels of a local image, or None when the engine does not have it."""
+
+    @abstractmethod
+    def pull_stream(self, reference: str, read_timeout: float) -> PullStream:
+        """Start pulling `reference` with the credentials the engine's own tools would use.
+
+        Raises `RegistryAnswer` when the engine refuses at once; `read_timeout` bounds each
+        read from the engine (the caller gives up on a silent registry well before).
+        """
+
+    def pull_reference(self, image: str) -> str:
+        """The name to pull, and then run, for `image` (as given, unless the engine needs more)."""
+        return image
 
     @abstractmethod
     def build_image(self, context: Path, dockerfile: str, tag: str) -> None: ...
@@ -140,6 +161,14 @@ class SdkEngine(Engine):
             else:
                 network.disconnect(container, force=True)
 
+    def image_labels(self, image: str) -> dict[str, str] | None:
+        with self.map_errors(f"looking up image {image}"):
+            try:
+                found = self.client.images.get(image)
+            except self.errors.ImageNotFound:
+                return None
+        return dict(found.labels or {})
+
     def build_image(self, context: Path, dockerfile: str, tag: str) -> None:
         with self.map_errors(f"building {dockerfile}"):
             self.client.images.build(
@@ -152,7 +181,12 @@ class SdkEngine(Engine):
 
 
 def resolve_image(engine: Engine, config: SessionConfig, default: str | None) -> tuple[str, bool]:
-    """The image to run, building `dockerfile` if given; (name, built for this session)."""
+    """The image to run; (name, built for this session).
+
+    The session's `dockerfile` is built under a fresh tag. Otherwise the image is `image` or the
+    language's default: used when the engine has it; a default image of ours that is missing is
+    built on first use (see `images.first_use`); any other is pulled from its registry.
+    """
     options = config.options(ContainerOptions)
     if options.dockerfile:
         path = Path(options.dockerfile)
@@ -164,16 +198,22 @@ def resolve_image(engine: Engine, config: SessionConfig, default: str | None) ->
     image = options.image or default
     if image is None:
         raise ConfigurationError(f"no image for language {config.lang!r}; pass image=")
-    if not engine.image_exists(image):
-        if options.image:
-            message = f"image {image!r} is not available locally to {engine.name}; build or load it"
-        else:
-            message = (
-                f"the default {config.lang} image {image!r} is not built yet; run: "
-                f"llm-sandbox images build {config.lang} --engine {engine.name}"
+    log = ProgressLog(config.logger or logging.getLogger("llm_sandbox"), config.verbose)
+    ours = default_image_language(image)
+    labels = engine.image_labels(image)
+    if ours is not None:
+        from llm_sandbox.images import first_use
+
+        if labels is None:
+            first_use.ensure_default_image(
+                ours, engine.name, image, lambda: engine.image_labels(image) is not None, log
             )
-        raise ConfigurationError(message)
-    return image, False
+        else:
+            first_use.warn_if_stale(ours, engine.name, image, labels, log)
+        return image, False
+    if labels is not None:
+        return image, False
+    return pull_image(engine, image, log), False
 
 
 class UnixHttp:

@@ -23,11 +23,19 @@ import podman.errors
 
 from llm_sandbox.backends.base import Backend
 from llm_sandbox.backends.container.engine import SdkEngine, UnixHttp
+from llm_sandbox.backends.container.pull import (
+    CONNECT_TIMEOUT,
+    HttpPullStream,
+    PullStream,
+    is_loopback,
+    qualified,
+)
 from llm_sandbox.backends.container.sandbox import EngineBackend
 from llm_sandbox.backends.container.spec import ContainerSpec
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
 )
+from llm_sandbox.images.naming import registry_of
 
 
 def default_socket() -> str:
@@ -168,6 +176,29 @@ class PodmanEngine(SdkEngine):
     def image_exists(self, image: str) -> bool:
         with self.map_errors(f"looking up image {image}"):
             return bool(self.client.images.exists(image))
+
+    def pull_reference(self, image: str) -> str:
+        # Docker's reading of a short name (Docker Hub), not Podman's search list, which may
+        # be empty (Podman then refuses a short name) or try other registries first.
+        return qualified(image)
+
+    def pull_stream(self, reference: str, read_timeout: float) -> PullStream:
+        # The service pulls with its own credentials (its auth file, where `podman login`
+        # writes) when the request carries none. Like Docker, a registry on this machine may
+        # be plain HTTP; any other follows registries.conf.
+        params = {
+            "reference": reference,
+            "policy": "missing",
+            "tlsVerify": not is_loopback(registry_of(reference)),
+        }
+        with self.map_errors(f"pulling {reference}"):
+            response = self.client.api.post(
+                "/images/pull",
+                params=params,
+                stream=True,
+                timeout=(CONNECT_TIMEOUT, read_timeout),
+            )
+        return HttpPullStream(response)
 
 
 def _security_options(security_opt: list[str]) -> dict[str, Any]:

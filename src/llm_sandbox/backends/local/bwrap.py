@@ -13,7 +13,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llm_sandbox.layout import LIBS_DIR
 
@@ -135,6 +135,8 @@ class CommandSpec:
     seccomp_fd: int
     status_fd: int
     block_fd: int
+    links: Mapping[str, str] = field(default_factory=dict)
+    """Sandbox path → target: symbolic links made in the sandbox's own root (not the host's)."""
 
 
 def sandbox_argv(
@@ -173,6 +175,8 @@ def _root_mounts(layout: HostLayout, paths: SessionPaths, spec: CommandSpec) -> 
     argv += ["--bind" if spec.writable_libs else "--ro-bind", paths.area("libs"), LIBS_DIR]
     for dest, fd in sorted(spec.data_files.items()):
         argv += ["--ro-bind-data", str(fd), dest]
+    for path, target in sorted(spec.links.items()):
+        argv += ["--symlink", target, path]
     return argv
 
 

@@ -45,13 +45,19 @@ from llm_sandbox.exceptions import (
     SessionStateError,
 )
 from llm_sandbox.language_handlers.base import RuntimeNeeds
-from llm_sandbox.layout import CA_ENV, HOST_CA_BUNDLE
+from llm_sandbox.layout import CA_ENV, HOST_CA_BUNDLE, SUPPORT_DIR
 
 logger = logging.getLogger("llm_sandbox")
 
 START_TIMEOUT = 30.0
 READ_SIZE = 65536
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+ALIAS_DIR = f"{SUPPORT_DIR}/bin"
+"""Last on the sandbox's PATH: the usual command names the host lacks (see `COMMAND_ALIASES`)."""
+COMMAND_ALIASES = {"python": "python3", "pip": "pip3", "nodejs": "node"}
+"""Names code written for the previous generation calls (`execute_command("python ...")`),
+each linked to the toolchain's own command when the host has that but not the name (Debian
+has no `python` without python-is-python3)."""
 
 
 def plan_limits(
@@ -106,6 +112,16 @@ def _check_tools(lang: str, runtime: RuntimeNeeds) -> None:
             )
 
 
+def command_links(path: str) -> dict[str, str]:
+    """For each alias missing from `path` whose command is there: its link in `ALIAS_DIR`."""
+    links: dict[str, str] = {}
+    for alias, command in COMMAND_ALIASES.items():
+        found = shutil.which(command, path=path)
+        if found is not None and shutil.which(alias, path=path) is None:
+            links[f"{ALIAS_DIR}/{alias}"] = found
+    return links
+
+
 def doctor_facts() -> dict[str, object]:
     """How this machine enforces the default limits (for `llm-sandbox doctor`)."""
     host = probe()
@@ -132,6 +148,9 @@ class LocalSandbox(TarOverExec):
         self._config = config
         self._runtime = runtime
         self._cgroup_limits, self._rlimits = plan_limits(host, config.limits)
+        path = ":".join([*runtime.path_dirs, BASE_PATH])
+        self._links = command_links(path)
+        self._path = f"{path}:{ALIAS_DIR}" if self._links else path
         self._paths = bwrap.SessionPaths(tempfile.mkdtemp(prefix=STATE_PREFIX))
         self._holder: subprocess.Popen[bytes] | None = None
         self._holder_pid = 0
@@ -217,7 +236,7 @@ class LocalSandbox(TarOverExec):
 
     def command_argv(self, request: ExecRequest, fds: _Fds) -> list[str]:
         ours = {
-            "PATH": ":".join([*self._runtime.path_dirs, BASE_PATH]),
+            "PATH": self._path,
             "HOME": self._config.workdir,
             "USER": "sandbox",
             "LANG": "C.UTF-8",
@@ -241,6 +260,7 @@ class LocalSandbox(TarOverExec):
             seccomp_fd=fds.seccomp,
             status_fd=fds.status_w,
             block_fd=fds.block_r,
+            links=self._links,
         )
         return [
             *bwrap.prlimit_argv(self._host.prlimit, self._rlimits),
