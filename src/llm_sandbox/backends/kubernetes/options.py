@@ -19,6 +19,9 @@ class KubernetesOptions(BackendOptions):
     """A pod manifest honoured as given; our hardened defaults fill only what it leaves unset."""
     kube_namespace: str | None = None
     """The namespace of session pods; else the kubeconfig context's, else `default`."""
+    keep_template: bool = False
+    """Accepted for code written for container engines: a pod never builds an image, so there
+    is no template to keep or remove (0.3.x ignored it here too)."""
 
     accepted_by_hint: ClassVar[Mapping[str, str]] = {
         "runtime_config": "Describe resources and security settings in pod_manifest instead."
@@ -29,5 +32,6 @@ class KubernetesOptions(BackendOptions):
             value = getattr(self, name)
             if value is not None:
                 check_type(value, str, name, "a string")
+        check_type(self.keep_template, bool, "keep_template", "True or False")
         if self.pod_manifest is not None:
             check_type(self.pod_manifest, Mapping, "pod_manifest", "a pod manifest (a dict)")
