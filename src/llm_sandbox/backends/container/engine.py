@@ -120,9 +120,27 @@ def map_engine_errors(action: str, engine: str, errors: Any) -> Iterator[None]:
     except errors.ImageNotFound as exc:
         raise ConfigurationError(f"{action}: image not found ({exc})") from exc
     except errors.APIError as exc:
+        if _connection_failed(exc):  # Podman's SDK reports a dead socket as an API error
+            raise BackendUnavailableError(
+                f"{action}: {engine} is not reachable ({_connection_failed(exc)}); start the "
+                "service or pass a client for the socket it listens on"
+            ) from exc
         raise SandboxRuntimeError(f"{action}: {exc.explanation or exc}") from exc
     except (errors.DockerException, OSError) as exc:
         raise BackendUnavailableError(f"{action}: {engine} is not reachable ({exc})") from exc
+
+
+def _connection_failed(exc: BaseException) -> str:
+    """What failed to connect, when `exc` was caused by a connection that could not be made."""
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    for _ in range(8):
+        if seen is None:
+            return ""
+        if isinstance(seen, ConnectionError) or type(seen).__name__ == "ConnectionError":
+            inner = seen.args[0] if seen.args else seen
+            return str(getattr(inner, "args", [inner])[-1]) if inner else str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return ""
 
 
 class SdkEngine(Engine):
