@@ -264,6 +264,9 @@ def test_custom_handler_runs_on_every_backend(backend: str) -> None:
 
     LanguageHandlerFactory.register_handler("shell-test", ShellHandler)
     options = {} if backend == "local" else {"image": image_for("python")}
-    with SandboxSession(lang="shell-test", backend=backend, **options) as session:  # type: ignore[arg-type]
-        result = session.run("echo custom $((20 + 22))")
+    try:
+        with SandboxSession(lang="shell-test", backend=backend, **options) as session:  # type: ignore[arg-type]
+            result = session.run("echo custom $((20 + 22))")
+    finally:
+        LanguageHandlerFactory.unregister_handler("shell-test")
     assert result.stdout == "custom 42\n"
