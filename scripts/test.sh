@@ -6,7 +6,7 @@
 # when no registry is reachable; about 4 minutes from scratch, seconds once built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="[dev,docker,podman,kubernetes]" bash scripts/bootstrap.sh
+EXTRAS="[dev,async,service,mcp,docker,podman,kubernetes]" bash scripts/bootstrap.sh
 
 apt_install() {
   echo "==> apt-get install $*"
@@ -14,10 +14,13 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# Host toolchains for the embedded backend's language tests: "program:package", one apt-get for
-# whatever is missing.
+# Host toolchains for the embedded backend's language tests (and openssl, which makes the egress
+# tests' certificate; ip and perl, with which tests/egress/test_relay.py runs the gate's relays;
+# chromium and its driver, in which tests/service/test_playground.py drives the web playground):
+# "program:package", one apt-get for whatever is missing.
 TOOLCHAINS=(node:nodejs npm:npm javac:default-jdk-headless g++:g++ go:golang-go ruby:ruby
-  Rscript:r-base-core)
+  Rscript:r-base-core openssl:openssl ip:iproute2 perl:perl-base chromium:chromium
+  chromedriver:chromium-driver)
 install_toolchains() {
   local missing=() pair
   for pair in "${TOOLCHAINS[@]}"; do
@@ -46,10 +49,28 @@ install_host_plotting() {
   fi
 }
 
+# IPython for the Python kernel runner, which the kernel tests run on the same interpreter
+# (the base of .venv); R and Node need nothing beyond their toolchains (R's runner encodes JSON
+# itself, without jsonlite).
+install_host_kernels() {
+  local prefix
+  prefix="$(.venv/bin/python -c 'import sys; print(sys.base_prefix)')"
+  if "$prefix/bin/python3" -c 'import IPython' 2>/dev/null; then
+    return 0
+  fi
+  if [ "$prefix" = /usr ]; then
+    apt_install python3-ipython
+  else
+    echo "==> pip install ipython into $prefix"
+    "$prefix/bin/python3" -m pip install -q --disable-pip-version-check ipython
+  fi
+}
+
 if [ "$(id -u)" -eq 0 ]; then
   bash scripts/engines.sh
   install_toolchains
   install_host_plotting
+  install_host_kernels
   names="$(.venv/bin/python -c 'from llm_sandbox.images import LANGUAGES; print(*LANGUAGES)')"
   read -r -a languages <<<"$names"
   for engine in docker podman; do
@@ -64,4 +85,16 @@ echo "==> ruff"
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"
-exec .venv/bin/python -m pytest "$@"
+status=0
+.venv/bin/python -m pytest -m "not engine_faults" "$@" || status=$?
+# Engine faults restart daemons and fill their storage: alone, after everything else (the
+# whole run only: a run of chosen tests, an argument that is not an option, leaves them out).
+chosen=0
+for arg in "$@"; do
+  case "$arg" in -*) ;; *) chosen=1 ;; esac
+done
+if [ "$chosen" -eq 0 ]; then
+  echo "==> pytest (engine faults, alone)"
+  .venv/bin/python -m pytest -m engine_faults tests/backends/test_engine_faults.py || status=$?
+fi
+exit "$status"

@@ -18,6 +18,7 @@ When that file does not exist, the kubernetes tests are skipped (even under CI).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from fake_backend import FakeBackend
 from llm_sandbox import SandboxSession
 from llm_sandbox.backends.registry import list_backends, register_backend, unregister_backend
 from llm_sandbox.exceptions import BackendUnavailableError
+from llm_sandbox.pool import ContainerPoolManager, PoolConfig, create_pool_manager
 from support import IN_CI
 
 ALL_BACKENDS = ("local", "docker", "podman", "kubernetes")
@@ -111,6 +113,18 @@ def backend_options(name: str) -> dict[str, Any]:
     if name == GVISOR:
         return {"backend": "docker", "runtime_config": {"runtime": "runsc"}}
     return {"backend": name}
+
+
+@contextlib.contextmanager
+def pool_of_one(backend: str, **options: Any) -> Iterator[ContainerPoolManager]:
+    """A pool that keeps exactly one Python sandbox of a backend of this suite."""
+    with create_pool_manager(
+        config=PoolConfig(max_pool_size=1, min_pool_size=1),
+        lang="python",
+        **backend_options(backend),
+        **options,
+    ) as pool:
+        yield pool
 
 
 _unavailable: dict[str, str] = {}

@@ -53,3 +53,17 @@ def test_doctor_reports_local_controls_as_json() -> None:
     assert local["usable"]
     for control in ("non_root_user", "capabilities_dropped", "seccomp_filter", "network_isolated"):
         assert local["controls"][control] is True
+
+
+def test_allow_runs_behind_the_egress_gate() -> None:
+    """A host outside the allow list is refused by the gate before it is even resolved."""
+    code = (
+        "import urllib.request\ntry:\n"
+        "    urllib.request.urlopen('http://elsewhere.invalid/', timeout=5)\n"
+        "except Exception as exc:\n    print(exc)"
+    )
+    done = run_cli("run", "--backend", "local", "--allow", "api.example.com", "-c", code)
+    assert done.stdout == "HTTP Error 403: Forbidden by llm-sandbox egress policy\n"
+    bad = run_cli("run", "--allow", "not a host", "-c", "pass")
+    assert bad.returncode != 0
+    assert "not a valid host name" in bad.stderr

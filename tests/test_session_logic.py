@@ -190,15 +190,27 @@ def test_blocked_code_never_reaches_the_sandbox() -> None:
         assert sandbox_of(session).execs == []
 
 
-def test_installs_ask_for_network_and_writable_libraries(session: SandboxSession) -> None:
+def test_installs_go_through_the_gate_with_writable_libraries(session: SandboxSession) -> None:
+    """Not the whole network: the egress gate, allowing the package index (pip's here)."""
     session.install(["numpy"])
     request = sandbox_of(session).execs[-1]
-    assert request.network
+    assert not request.network
+    assert request.egress is not None
+    assert request.env["HTTPS_PROXY"] == "http://127.0.0.1:3128"
     assert request.writable_libs
     assert "numpy" in request.argv
     run = session.run("out x")
     assert run.stdout == "x\n"
     assert not sandbox_of(session).execs[-1].network
+    assert sandbox_of(session).execs[-1].egress is None
+
+
+def test_installs_of_a_session_with_network_use_it() -> None:
+    with SandboxSession(backend="fake", network=True) as session:
+        session.install(["numpy"])
+        request = sandbox_of(session).execs[-1]
+        assert request.network
+        assert request.egress is None
 
 
 def test_failed_install_keeps_its_output(session: SandboxSession) -> None:
@@ -225,3 +237,10 @@ def test_files_round_trip(session: SandboxSession, tmp_path: Path) -> None:
     assert sandbox_of(session).files["/sandbox/data.txt"] == b"payload"
     written = session.copy_from_runtime("data.txt", str(tmp_path / "out"))
     assert [p.read_text() for p in written] == ["payload"]
+
+
+def test_run_args_follow_the_program_and_are_checked() -> None:
+    with SandboxSession(backend="fake") as session:
+        with pytest.raises(ConfigurationError, match="args must be a list of strings"):
+            session.run("out x", args="a")
+        assert session.run("out x", args=["a b"]).exit_code == 0

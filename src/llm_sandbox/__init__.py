@@ -8,6 +8,8 @@ with SandboxSession(lang="python") as session:
 ```
 """
 
+from typing import TYPE_CHECKING
+
 from llm_sandbox.artifact_session import ArtifactSandboxSession
 from llm_sandbox.backend_sessions import create_session
 from llm_sandbox.backends.registry import (
@@ -19,6 +21,7 @@ from llm_sandbox.backends.registry import (
 )
 from llm_sandbox.config import ResourceLimits, SessionConfig
 from llm_sandbox.const import DefaultImage, SandboxBackend, SupportedLanguage
+from llm_sandbox.egress import EgressPolicy, NetworkEvent
 from llm_sandbox.exceptions import (
     ContainerError,
     ResourceError,
@@ -27,6 +30,7 @@ from llm_sandbox.exceptions import (
     SecurityError,
     ValidationError,
 )
+from llm_sandbox.interactive import InteractiveSandboxSession, InteractiveSettings, KernelType
 from llm_sandbox.local.config import LocalSandboxConfig, SeccompPolicy
 from llm_sandbox.results import (
     ArtifactFile,
@@ -46,17 +50,32 @@ from llm_sandbox.security import (
 )
 from llm_sandbox.session import SandboxSession
 
+if TYPE_CHECKING:
+    from llm_sandbox.aio import (
+        AsyncArtifactSandboxSession,
+        AsyncInteractiveSandboxSession,
+        AsyncSandboxSession,
+    )
+
 __all__ = [
     "ArtifactFile",
     "ArtifactSandboxSession",
+    "AsyncArtifactSandboxSession",
+    "AsyncInteractiveSandboxSession",
+    "AsyncSandboxSession",
     "BackendCapabilities",
     "BackendDefinition",
     "ConsoleOutput",
     "ContainerError",
     "DefaultImage",
+    "EgressPolicy",
     "ExecutionResult",
     "FileType",
+    "InteractiveSandboxSession",
+    "InteractiveSettings",
+    "KernelType",
     "LocalSandboxConfig",
+    "NetworkEvent",
     "PlotOutput",
     "ResourceError",
     "ResourceLimits",
@@ -82,3 +101,14 @@ __all__ = [
     "register_backend",
 ]
 __version__ = "0.1.0"
+
+_ASYNC = ("AsyncArtifactSandboxSession", "AsyncInteractiveSandboxSession", "AsyncSandboxSession")
+
+
+def __getattr__(name: str) -> object:
+    """The async sessions, imported on first use (they need the `async` extra: anyio)."""
+    if name in _ASYNC:
+        from llm_sandbox import aio
+
+        return getattr(aio, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Unpack
+from typing import TYPE_CHECKING, Unpack
 
 from llm_sandbox import artifacts
 from llm_sandbox.config import parse_size
@@ -27,6 +27,9 @@ from llm_sandbox.options import SessionOptions
 from llm_sandbox.output import OutputCallback
 from llm_sandbox.results import ConsoleOutput, ExecutionResult, PlotOutput
 from llm_sandbox.session import SandboxSession
+
+if TYPE_CHECKING:
+    from llm_sandbox.pool.manager import ContainerPoolManager
 
 
 class ArtifactSandboxSession(SandboxSession):
@@ -46,6 +49,7 @@ class ArtifactSandboxSession(SandboxSession):
         enable_plotting: bool = True,
         max_artifact_bytes: int | str = artifacts.DEFAULT_MAX_ARTIFACT_BYTES,
         backend: SandboxBackend | str | None = None,
+        pool: ContainerPoolManager | None = None,
         **options: Unpack[SessionOptions],
     ) -> None:
         if not isinstance(enable_plotting, bool):
@@ -59,6 +63,12 @@ class ArtifactSandboxSession(SandboxSession):
         """Plotting libraries the sandbox lacked when last checked (at open and after installs)."""
         self._layout: artifacts.RunLayout | None = None
         self._history: list[PlotOutput] = []
+
+    @classmethod
+    def pooled_variant(cls) -> type[SandboxSession]:
+        from llm_sandbox.pool.session import ArtifactPooledSandboxSession
+
+        return ArtifactPooledSandboxSession
 
     # --- plot history --------------------------------------------------------------------------
     @property
@@ -100,6 +110,7 @@ class ArtifactSandboxSession(SandboxSession):
         on_stderr: OutputCallback | None = None,
         *,
         stdin: str | bytes | None = None,
+        args: Sequence[str] | None = None,
     ) -> ExecutionResult:
         """Run `code` like `SandboxSession.run`; the result adds this run's plots and files.
 
@@ -111,7 +122,13 @@ class ArtifactSandboxSession(SandboxSession):
                 self._history.clear()
             self._layout = None
             console = super().run(
-                code, libraries, timeout, stdin=stdin, on_stdout=on_stdout, on_stderr=on_stderr
+                code,
+                libraries,
+                timeout,
+                stdin=stdin,
+                args=args,
+                on_stdout=on_stdout,
+                on_stderr=on_stderr,
             )
             collected = self._collect(console)
             self._history.extend(collected.plots)

@@ -163,11 +163,15 @@ def create_session(
     further positional arguments in that backend class's order."""
     from llm_sandbox.backends.registry import get_backend
 
-    if pool is not None:
-        raise ConfigurationError(
-            "pool= needs llm_sandbox.pool (create_pool_manager); pass the pool's manager there"
-        )
     definition = get_backend(backend)
+    if pool is not None:
+        from llm_sandbox.pool.session import PooledSandboxSession
+
+        if not definition.capabilities.pooling:
+            raise ConfigurationError(
+                f"Backend '{definition.name}' does not support container pooling"
+            )
+        return PooledSandboxSession(pool, *args, **kwargs)  # type: ignore[arg-type]
     cls = SESSION_CLASSES.get(definition.name)
     if cls is None:  # a registered third-party backend
         if args:

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from llm_sandbox.exceptions import SandboxError, SandboxTimeoutError
+from llm_sandbox.exceptions import ConfigurationError, SandboxError, SandboxTimeoutError
 
 TIMEOUT_EXIT = 124
 ERROR_EXIT = 125
@@ -22,6 +22,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", default=None, help="local, docker, podman, kubernetes, ...")
     run.add_argument("--timeout", type=float, default=None, help="seconds before the run is killed")
     run.add_argument("--network", action="store_true", help="let the code use the network")
+    run.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="let the code reach RULE (host, *.domain, address or CIDR, optional :PORT) through "
+        "the egress gate; repeatable",
+    )
     run.add_argument("--image", default=None, help="container image (docker/podman)")
     run.add_argument("-v", "--verbose", action="store_true", help="log each step to stderr")
     source = run.add_mutually_exclusive_group(required=True)
@@ -39,6 +47,25 @@ def _parser() -> argparse.ArgumentParser:
 
     gc = commands.add_parser("gc", help="remove sandboxes left behind by crashed callers")
     gc.add_argument("--all", action="store_true", help="remove every llm-sandbox container")
+
+    serve = commands.add_parser("serve", help="run the HTTP service (REST, SSE, Piston v2)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument("--config", default=None, help="settings file (TOML or JSON)")
+    serve.add_argument("--keys", default=None, help="API key file (default: config directory)")
+
+    mcp = commands.add_parser("mcp", help="serve the sandbox tools to MCP clients over stdio")
+    mcp.add_argument("--config", default=None, help="settings file (TOML or JSON)")
+    mcp.add_argument("--backend", default=None, help="backend (default: BACKEND, or automatic)")
+
+    keys = commands.add_parser("keys", help="manage the HTTP service's API keys")
+    keys.add_argument("--keys", default=None, help="API key file (default: config directory)")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    keys_create = keys_commands.add_parser("create", help="create a key; prints it once")
+    keys_create.add_argument("name")
+    keys_commands.add_parser("list", help="list key names")
+    keys_revoke = keys_commands.add_parser("revoke", help="revoke a key")
+    keys_revoke.add_argument("name")
 
     doctor = commands.add_parser("doctor", help="show which controls each backend enforces here")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
@@ -67,8 +94,14 @@ def _run(args: argparse.Namespace) -> int:
 
     code = _read_code(args)
     options: dict[str, object] = {"backend": args.backend, "verbose": args.verbose}
+    if args.network and args.allow:
+        raise ConfigurationError("--network gives the whole network; --allow limits it: pick one")
     if args.network:
         options["network"] = True
+    elif args.allow:
+        from llm_sandbox.egress import EgressPolicy
+
+        options["network"] = EgressPolicy(allow=args.allow)
     if args.image:
         options["image"] = args.image
     with SandboxSession(lang=args.lang, **options) as session:  # type: ignore[arg-type]
@@ -123,9 +156,62 @@ def _gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from llm_sandbox.service.server import serve
+    from llm_sandbox.service.settings import load_settings
+
+    serve(load_settings(args.config), host=args.host, port=args.port, keys_file=args.keys)
+    return 0
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    try:
+        from llm_sandbox.mcp_server.environment import mcp_settings
+        from llm_sandbox.mcp_server.server import run_stdio
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the MCP server needs the mcp extra: pip install 'llm-sandbox[mcp]' ({exc})"
+        ) from exc
+    settings = mcp_settings(args.config)
+    if args.backend:
+        settings = dataclasses.replace(settings, backend=args.backend.lower())
+    run_stdio(settings)
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    import time
+
+    from llm_sandbox.service.keys import KeyStore
+
+    store = KeyStore(args.keys)
+    if args.keys_command == "create":
+        token = store.create(args.name)
+        print(f"created key {args.name!r} in {store.path}; it is shown only now:", file=sys.stderr)
+        print(token)
+    elif args.keys_command == "revoke":
+        store.revoke(args.name)
+        print(f"revoked key {args.name!r}")
+    else:
+        for record in store.list():
+            created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.created))
+            print(f"{record.name}\tcreated {created} UTC")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"run": _run, "doctor": _doctor, "images": _images, "gc": _gc}
+    commands = {
+        "run": _run,
+        "doctor": _doctor,
+        "images": _images,
+        "gc": _gc,
+        "serve": _serve,
+        "keys": _keys,
+        "mcp": _mcp,
+    }
     try:
         return commands[args.command](args)
     except SandboxError as exc:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from llm_sandbox.const import EncodingErrorsType, SandboxBackend
+from llm_sandbox.egress.policy import EgressPolicy
 from llm_sandbox.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -207,8 +208,10 @@ class SessionConfig:
     """Seconds the session may live; then the sandbox is torn down."""
     logger: logging.Logger | None = None
     """Where to log; the `llm_sandbox` logger by default."""
-    network: bool = False
-    """Let the code use the network (installs get it for their duration either way)."""
+    network: bool | EgressPolicy = False
+    """False: no network. True: the whole network. An `EgressPolicy`: only what it allows,
+    through the egress gate (moved to `egress`; `network` then reads False). Installs reach their
+    package index through the gate either way."""
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     """Memory, processes, CPU, disk and output limits of every run."""
     security_policy: SecurityPolicy | None = None
@@ -230,6 +233,8 @@ class SessionConfig:
     backend: SandboxBackend | str | None = SandboxBackend.LOCAL
     candidates: tuple[str, ...] = (SandboxBackend.LOCAL.value,)
     backend_options: BackendOptions = field(default_factory=BackendOptions)
+    egress: EgressPolicy | None = None
+    """The session's egress policy (given as `network=EgressPolicy(...)`), or None."""
 
     COMMON: ClassVar[tuple[str, ...]] = (
         "lang",
@@ -255,7 +260,22 @@ class SessionConfig:
             object.__setattr__(self, "limits", ResourceLimits())
         check_type(self.lang, str, "lang", "a language name such as 'python'")
         check_type(self.verbose, bool, "verbose", "True or False")
-        check_type(self.network, bool, "network", "True or False")
+        if isinstance(self.network, EgressPolicy):
+            object.__setattr__(self, "egress", self.network)
+            object.__setattr__(self, "network", False)
+        check_type(self.network, bool, "network", "True, False or an llm_sandbox.EgressPolicy")
+        if self.egress is not None and not isinstance(self.egress, EgressPolicy):
+            raise ConfigurationError("egress must be an llm_sandbox.EgressPolicy or None")
+        if self.egress is not None and self.network:
+            raise ConfigurationError(
+                "an egress policy and the whole network exclude each other (network_mode='host' "
+                "or network=True); drop one of them"
+            )
+        if self.egress is not None and getattr(self.backend_options, "container_id", None):
+            raise ConfigurationError(
+                "an egress policy needs a sandbox the session creates: an existing container "
+                "(container_id=) keeps its own network; drop one of them"
+            )
         for name in ("default_timeout", "execution_timeout", "session_timeout"):
             check_timeout(getattr(self, name), name)
         _check_workdir(self.workdir)
@@ -273,6 +293,16 @@ class SessionConfig:
                 f"encoding_errors={self.encoding_errors!r} is not a decoding mode; use one of "
                 + ", ".join(DECODING_ERRORS)
             )
+
+    @property
+    def full_network(self) -> bool:
+        """Whether the session has the whole network: `network=True`, a backend's
+        `runtime_config` network mode other than "none", or an existing container's own
+        network (`container_id=`); a policy is not that."""
+        runtime_config = getattr(self.backend_options, "runtime_config", None) or {}
+        mode = runtime_config.get("network_mode") if isinstance(runtime_config, Mapping) else None
+        attached = getattr(self.backend_options, "container_id", None) is not None
+        return self.network is True or mode not in (None, "none") or attached
 
     @classmethod
     def default(cls, name: str) -> object:

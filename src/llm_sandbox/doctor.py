@@ -10,9 +10,13 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from llm_sandbox.backends.registry import BackendDefinition, list_backends
 from llm_sandbox.exceptions import SandboxError
+
+if TYPE_CHECKING:
+    from llm_sandbox.session import SandboxSession
 
 _PROBE = r"""
 import json, os
@@ -36,6 +40,15 @@ print(json.dumps({
 """
 
 
+_GATE_PROBE = r"""
+import socket
+s = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+s.sendall(b"CONNECT doctor.invalid:443 HTTP/1.1\r\n\r\n")
+print(s.recv(4096).split(b"\r\n")[0].decode())
+"""
+GATE_ANSWER = "HTTP/1.1 403 Forbidden by llm-sandbox egress policy"
+
+
 @dataclass
 class BackendReport:
     backend: str
@@ -52,7 +65,44 @@ def _probe_session(backend: str, options: Mapping[str, object]) -> dict[str, obj
         if result.exit_code != 0:
             raise SandboxError(f"probe failed: {result.stderr.strip()}")
         found: dict[str, object] = json.loads(result.stdout)
+        found["warm_runs"] = _probe_warm_runs(session)
         return found
+
+
+def _probe_warm_runs(session: SandboxSession) -> str:
+    """How a pooled sandbox of this backend runs warm Python: forked from a warm interpreter
+    (tried here: a run must come back from it), or started plainly, and why."""
+    sandbox = session._sandbox
+    assert sandbox is not None
+    reason = sandbox.warm_runs(session._run_env())
+    if reason is not None:
+        return f"plain start ({reason})"
+    result = session.run("print('forked')", timeout=60)
+    if result.stdout != "forked\n":
+        return f"plain start (the fork server did not answer: {result.stderr.strip()[-200:]})"
+    return "fork server (Python in pooled sandboxes; other runs start plainly)"
+
+
+def _probe_gate(backend: str, options: Mapping[str, object]) -> str:
+    """Whether the egress gate is the sandbox's way out here: a session whose policy allows
+    nothing asks the gate for a host; the gate must answer (and refuse, so nothing is sent)."""
+    from llm_sandbox.egress import PORT, EgressPolicy
+    from llm_sandbox.session import SandboxSession
+
+    try:
+        with SandboxSession(
+            lang="python",
+            backend=backend,
+            network=EgressPolicy(),
+            **options,  # type: ignore[arg-type]
+        ) as session:
+            result = session.run(_GATE_PROBE.replace("PORT", str(PORT)), timeout=60)
+            denied = [e for e in session.network_log if e.verdict == "denied"]
+    except SandboxError as exc:
+        return f"unavailable: {exc}"
+    if result.stdout.strip() == GATE_ANSWER and len(denied) == 1:
+        return "enforced (policies and installs go through the gate)"
+    return f"NOT working: {(result.stdout + result.stderr).strip()[-300:]}"
 
 
 def _summarise(raw: dict[str, object]) -> dict[str, object]:
@@ -79,9 +129,11 @@ def check(
         raw = _probe_session(definition.name, options)
         controls = _summarise(raw)
         controls["kernel_seen_by_code"] = raw.get("kernel")
+        controls["warm_runs"] = raw.get("warm_runs")
         # gVisor answers syscalls in its own user-space kernel; the host's seccomp and
         # no_new_privs then apply to that kernel, out of the code's sight (so "NO" above).
         controls["user_space_kernel"] = raw.get("kernel") != os.uname().release
+        controls["egress_gate"] = _probe_gate(definition.name, options)
         if definition.doctor_facts is not None and not suffix:
             controls.update(definition.doctor_facts())
     except SandboxError as exc:

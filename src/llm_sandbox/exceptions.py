@@ -13,6 +13,7 @@ SandboxError
 │       └── InvalidPackageError             a library name that could smuggle options or shell
 │           ├── PackageManagerError         the language has no package manager to install with
 │           └── LibraryInstallationNotSupportedError  installs refused for this language/session
+│       └── DuplicateClientError            client= given to a pooled session (the pool has one)
 ├── SecurityError                           a safety rule refused something
 │   ├── SecurityViolationError              the code broke the session's policy; not run
 │   └── UnsafeArchiveError (ValueError)     a tar stream from a sandbox tried to escape
@@ -27,11 +28,18 @@ SandboxError
 │   └── RegistryAuthError (PermissionError)      the registry refused the engine's credentials
 ├── SessionStateError (RuntimeError)        run before open, run after close, ...
 │   ├── NotOpenSessionError                 the session is not open
+│   ├── PoolClosedError                     the pool was closed
 │   └── LanguageHandlerNotInitializedError  the session has no language handler
 ├── SandboxTimeoutError (TimeoutError)      a run or the session ran out of time; all killed
+│   └── CellTimeoutError                    a cell of an interactive session ran out of time
+├── SandboxInterruptedError                 a run was stopped from outside (interrupt(), the
+│                                           async API's close); all killed
+├── PoolExhaustedError                      every pooled sandbox is busy (and the wait ran out)
 ├── SandboxRuntimeError (RuntimeError)      the sandbox itself failed (not the user's program)
+│   ├── PoolHealthCheckError                a pooled sandbox failed its wipe or health check
 │   ├── ContainerError                      the container or pod failed or is gone
 │   │   └── PodStartError                   a Kubernetes pod did not start (reason, events)
+│   ├── KernelError                         an interactive kernel did not start or broke down
 │   └── OutputDecodeError (ValueError)      encoding_errors="strict" and the output is not UTF-8
 ├── CommandFailedError                      one of our commands failed (command, exit code, output)
 │   └── PackageInstallError                 installing libraries failed (exit code, output kept)
@@ -261,7 +269,10 @@ class LanguageHandlerNotInitializedError(SessionStateError):
 class SandboxTimeoutError(SandboxError, TimeoutError):
     """A run exceeded its timeout, or the session outlived `session_timeout`.
 
-    By the time this is raised every process the run started has been killed. Output produced
+    By the time this is raised every process the run started has been killed
+    (`processes_killed`); in the rare case where their end could not be confirmed in time
+    (a process stuck in the kernel, a sandbox that stopped answering), `processes_killed` is
+    False, the message says why, and the next command waits for them first. Output produced
     before the deadline is kept in `stdout` and `stderr`. `timeout_duration` is the previous
     generation's name for `timeout`.
     """
@@ -275,6 +286,7 @@ class SandboxTimeoutError(SandboxError, TimeoutError):
         stdout: str = "",
         stderr: str = "",
         session_expired: bool = False,
+        processes_killed: bool = True,
     ) -> None:
         super().__init__(message)
         self.timeout = timeout if timeout is not None else timeout_duration
@@ -282,6 +294,59 @@ class SandboxTimeoutError(SandboxError, TimeoutError):
         self.stdout = stdout
         self.stderr = stderr
         self.session_expired = session_expired
+        self.processes_killed = processes_killed
+
+
+class CellTimeoutError(SandboxTimeoutError):
+    """A cell of an interactive session ran past its timeout.
+
+    The cell was interrupted the language's own way (KeyboardInterrupt in Python). When it
+    stopped within the grace period the kernel kept its state (`kernel_restarted` False);
+    otherwise every process of the kernel was killed and a fresh kernel started
+    (`kernel_restarted` True: variables, imports and functions are gone). What the cell
+    produced before is kept: `stdout`, `stderr`, `results` (MIME bundles), `execution_count`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        timeout: float | None,
+        kernel_restarted: bool,
+        stdout: str = "",
+        stderr: str = "",
+        results: Sequence[dict[str, object]] = (),
+        execution_count: int | None = None,
+    ) -> None:
+        super().__init__(message, timeout=timeout, stdout=stdout, stderr=stderr)
+        self.kernel_restarted = kernel_restarted
+        self.results = list(results)
+        self.execution_count = execution_count
+
+
+class SandboxInterruptedError(SandboxError):
+    """A command was stopped from outside before it finished: `SandboxSession.interrupt()`
+    from another thread, or an async session closed while the command ran.
+
+    Every process the command started has been killed (`processes_killed`; when that could
+    not be confirmed, the message says why and the next command waits for them). The session
+    stays usable. Output produced before the interrupt is kept in `stdout` and `stderr`.
+    (Cancelling the task that awaits an async run raises the event loop's own cancellation
+    instead, after the same kill.)
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stdout: str = "",
+        stderr: str = "",
+        processes_killed: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.stdout = stdout
+        self.stderr = stderr
+        self.processes_killed = processes_killed
 
 
 class SandboxRuntimeError(SandboxError, RuntimeError):
@@ -300,6 +365,22 @@ class PodStartError(ContainerError):
         self.pod = pod
         self.reason = reason
         self.events = list(events)
+
+
+class KernelError(SandboxRuntimeError):
+    """An interactive kernel could not start, or its runner broke the protocol.
+
+    `language` is the kernel's language; `package` names what to install when a missing
+    package is the cause (e.g. "ipython"); `output` is what the runner printed (its tail).
+    """
+
+    def __init__(
+        self, message: str, *, language: str = "", package: str | None = None, output: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.language = language
+        self.package = package
+        self.output = output
 
 
 class OutputDecodeError(SandboxRuntimeError, ValueError):
@@ -367,3 +448,48 @@ class PackageInstallError(CommandFailedError):
 
 class SandboxFileNotFoundError(SandboxError, FileNotFoundError):
     """A path given to a copy does not exist in the sandbox (or on the host)."""
+
+
+# --- pools --------------------------------------------------------------------------------------
+class PoolExhaustedError(SandboxError):
+    """Every sandbox of the pool is busy and no more may be created (FAIL_FAST), or the wait
+    for one ran out (`acquisition_timeout`)."""
+
+    def __init__(self, pool_size: int, timeout: float | None = None) -> None:
+        message = f"All {pool_size} containers in pool are busy"
+        if timeout is not None:
+            message += f" and timeout of {timeout}s exceeded"
+        super().__init__(
+            f"{message}; raise PoolConfig(max_pool_size=...) or acquisition_timeout, or use "
+            "exhaustion_strategy=ExhaustionStrategy.TEMPORARY"
+        )
+        self.pool_size = pool_size
+        self.timeout = timeout
+
+
+class PoolClosedError(SessionStateError):
+    """The pool has been closed: it hands out nothing more."""
+
+    def __init__(self, message: str = "Container pool has been closed") -> None:
+        super().__init__(message)
+
+
+class PoolHealthCheckError(SandboxRuntimeError):
+    """A pooled sandbox failed its wipe or health check (it is destroyed, never handed out),
+    or a sandbox of this kind cannot be made fit for pooling."""
+
+    def __init__(self, container_id: str, reason: str) -> None:
+        super().__init__(f"Health check failed for container {container_id}: {reason}")
+        self.container_id = container_id
+        self.reason = reason
+
+
+class DuplicateClientError(ConfigurationError):
+    """`client=` given to a pooled session: the pool's own client is used."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "Cannot specify 'client' parameter when using pooling mode: the pool's sandboxes "
+            "were made with the pool's client; pass client= to create_pool_manager instead"
+        )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 from llm_sandbox.config import ResourceLimits
 from llm_sandbox.const import EncodingErrorsType
+from llm_sandbox.egress.policy import EgressPolicy
 
 if TYPE_CHECKING:
     from llm_sandbox.security import SecurityPolicy
@@ -29,7 +30,7 @@ class SessionOptions(TypedDict, total=False):
     execution_timeout: float | None
     session_timeout: float | None
     logger: logging.Logger | None
-    network: bool
+    network: bool | EgressPolicy
     limits: ResourceLimits | None
     security_policy: SecurityPolicy | None
     libraries: Sequence[str] | None
@@ -50,3 +51,4 @@ class SessionOptions(TypedDict, total=False):
     client: object | None
     pod_manifest: Mapping[str, object] | None
     kube_namespace: str | None
+    container_id: str | None

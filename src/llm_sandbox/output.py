@@ -10,10 +10,13 @@ callback never loses output to a decoding error.
 from __future__ import annotations
 
 import codecs
+import inspect
 import logging
 from collections.abc import Callable
 
-OutputCallback = Callable[[str], None]
+OutputCallback = Callable[[str], object]
+"""A live output callback. The async sessions (`llm_sandbox.aio`) also take coroutine
+functions; the sync ones refuse them (see `CappedStream`)."""
 
 logger = logging.getLogger("llm_sandbox")
 
@@ -73,7 +76,17 @@ class CappedStream:
         if not text or self._callback is None:
             return
         try:
-            self._callback(text)
+            returned = self._callback(text)
         except Exception:
             logger.exception("%s callback raised; no more output is sent to it", self.name)
+            self._callback = None
+            return
+        if inspect.isawaitable(returned):
+            if inspect.iscoroutine(returned):
+                returned.close()  # never awaited: no "coroutine was never awaited" warning
+            logger.error(
+                "the on_%s callback is a coroutine function, which a sync session cannot "
+                "await; no output is sent to it. Use AsyncSandboxSession, or a plain function",
+                self.name,
+            )
             self._callback = None

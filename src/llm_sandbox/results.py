@@ -50,6 +50,8 @@ class ConsoleOutput:
     stderr_truncated: bool = field(default=False, kw_only=True)
     out_of_memory: bool = field(default=False, kw_only=True)
     compile_failed: bool = field(default=False, kw_only=True)
+    egress_denied: int = field(default=0, kw_only=True)
+    """Connection attempts the egress gate refused during this call (see `network_log`)."""
 
     @property
     def truncated(self) -> bool:
@@ -170,6 +172,58 @@ class ExecutionResult(ConsoleOutput):
     artifacts_truncated: bool = field(default=False, kw_only=True)
     dropped_artifacts: list[str] = field(default_factory=list, kw_only=True)
     warnings: list[str] = field(default_factory=list, kw_only=True)
+
+
+@dataclass(frozen=True)
+class CellError:
+    """Why a cell of an interactive session failed: Jupyter's `ename`, `evalue`, `traceback`.
+
+    `name` is the exception's class (`ZeroDivisionError`, `TypeError`, R's condition class;
+    `KernelDied` when the kernel process died), `value` its message, `traceback` the lines of
+    the traceback as the language prints them (without colours).
+    """
+
+    name: str
+    value: str
+    traceback: list[str] = field(default_factory=list)
+
+
+_IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpeg", "image/svg+xml": "svg"}
+
+
+@dataclass(frozen=True)
+class CellResult(ConsoleOutput):
+    """The result of one cell of an interactive session: a `ConsoleOutput` plus rich results.
+
+    `stdout` and `stderr` are what the cell printed (capped like any run's). `results` are its
+    MIME bundles in order, Jupyter's `data` of each `display_data` and `execute_result`: a
+    mapping from MIME type to data (`text/plain`, `text/html`, `text/markdown`, `text/latex`,
+    `image/svg+xml` as text; `image/png`, `image/jpeg`, `application/pdf` base64-encoded;
+    `application/json` as the JSON value). `execution_count` is the kernel's cell counter
+    (None for a silent cell). `error` says why the cell failed (then `exit_code` is 1);
+    a failed cell does not end the kernel. `kernel_restarted` is set when the kernel died (or
+    exited) during or before this cell and a fresh one was started: its state is gone.
+    `warnings` says what was dropped or went wrong around the cell.
+    """
+
+    execution_count: int | None = field(default=None, kw_only=True)
+    results: list[dict[str, object]] = field(default_factory=list, kw_only=True)
+    error: CellError | None = field(default=None, kw_only=True)
+    kernel_restarted: bool = field(default=False, kw_only=True)
+    warnings: list[str] = field(default_factory=list, kw_only=True)
+
+    @property
+    def plots(self) -> list[PlotOutput]:
+        """The images among `results` (PNG, JPEG, SVG), as `PlotOutput`s."""
+        plots = []
+        for bundle in self.results:
+            for mime, fmt in _IMAGE_TYPES.items():
+                data = bundle.get(mime)
+                if isinstance(data, str):
+                    content = base64.b64encode(data.encode()).decode() if fmt == "svg" else data
+                    plots.append(PlotOutput(FileType(fmt), content))
+                    break
+        return plots
 
 
 def _plain(value: object) -> object:

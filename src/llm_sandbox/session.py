@@ -13,8 +13,10 @@ and the session stays usable (unless it was the session that expired).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import inspect
 import io
 import logging
 import os
@@ -23,23 +25,37 @@ import re
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from llm_sandbox import archive, environment
 from llm_sandbox.backends import registry
 from llm_sandbox.backends.base import (
+    KILL_GRACE,
     STDOUT,
     ExecRequest,
     ExitStatus,
+    GuardedProcess,
+    Interrupt,
+    KillUnconfirmed,
     Process,
     Sandbox,
     read_to_end,
+    untranslated,
 )
 from llm_sandbox.config import check_timeout
 from llm_sandbox.const import SandboxBackend
+from llm_sandbox.egress import (
+    NO_EGRESS,
+    PROXY_ENV,
+    EgressPolicy,
+    Gate,
+    GateAttachment,
+    NetworkEvent,
+)
 from llm_sandbox.exceptions import (
     CommandEmptyError,
     ConfigurationError,
@@ -47,6 +63,8 @@ from llm_sandbox.exceptions import (
     NotOpenSessionError,
     OutputDecodeError,
     PackageInstallError,
+    SandboxError,
+    SandboxInterruptedError,
     SandboxTimeoutError,
     SecurityViolationError,
     SessionStateError,
@@ -57,6 +75,9 @@ from llm_sandbox.options import SessionOptions
 from llm_sandbox.output import CappedStream, OutputCallback
 from llm_sandbox.results import ConsoleOutput
 from llm_sandbox.security import Violation
+
+if TYPE_CHECKING:
+    from llm_sandbox.pool.manager import ContainerPoolManager
 
 Command = str | tuple[str, str | None] | list[str]
 """One of `execute_commands`: a shell line, or `(line, workdir)`."""
@@ -71,8 +92,38 @@ class State(enum.Enum):
     EXPIRED = "expired"
 
 
+@dataclasses.dataclass
+class _Gated:
+    """One command's side of the egress gate: its attachment and the attempts refused."""
+
+    attachment: GateAttachment | None = None
+    denied: int = 0
+
+
 class _Deadline(Exception):
-    """Internal: the run's deadline passed."""
+    """Internal: the run's deadline passed (or its interrupt was set)."""
+
+
+_INTERRUPT: ContextVar[Interrupt | None] = ContextVar("llm_sandbox_interrupt", default=None)
+
+
+def current_interrupt() -> Interrupt | None:
+    """The interrupt of the `interruptible` block this thread is in, if any: code that waits
+    by itself (a kernel's reply, a pool's free sandbox) looks at it and stops when it is set."""
+    return _INTERRUPT.get()
+
+
+@contextlib.contextmanager
+def interruptible(interrupt: Interrupt) -> Iterator[None]:
+    """Session calls made inside this block stop when `interrupt` is set (from any thread):
+    the command running then is killed, every process it started, and the call raises
+    `SandboxInterruptedError`; a command about to start does not start. The async API runs
+    each call of its worker thread in such a block (`llm_sandbox.aio`)."""
+    token = _INTERRUPT.set(interrupt)
+    try:
+        yield
+    finally:
+        _INTERRUPT.reset(token)
 
 
 _OWNED_ELSEWHERE = {
@@ -117,11 +168,26 @@ class SandboxSession:
     the chosen backend, raises `ConfigurationError`.
     """
 
+    def __new__(cls, *args: object, pool: object | None = None, **options: object) -> Any:
+        """With `pool=` (a `llm_sandbox.pool` manager), the session borrows a sandbox of the
+        pool: the previous generation's `SandboxSession(pool=pool)`. See `pooled_variant`."""
+        if pool is not None:
+            return object.__new__(cls.pooled_variant())
+        return object.__new__(cls)
+
+    @classmethod
+    def pooled_variant(cls) -> type[SandboxSession]:
+        """The class of this kind of session that borrows its sandbox from a pool."""
+        from llm_sandbox.pool.session import PooledSandboxSession
+
+        return PooledSandboxSession
+
     def __init__(
         self,
         lang: str = "python",
         *,
         backend: SandboxBackend | str | None = None,
+        pool: ContainerPoolManager | None = None,
         **options: Unpack[SessionOptions],
     ) -> None:
         _reject_options_of_other_sessions(options)
@@ -136,6 +202,9 @@ class SandboxSession:
         self._expiry_timer: threading.Timer | None = None
         self._run_count = 0
         self._committed_image: str | None = None
+        self._gate: Gate | None = None
+        self._running: Interrupt | None = None
+        """The interrupt of the command running now (read by `interrupt()` from any thread)."""
         if self.config.verbose:
             _ensure_visible(self.logger)
 
@@ -150,6 +219,12 @@ class SandboxSession:
         return self._committed_image
 
     @property
+    def network_log(self) -> list[NetworkEvent]:
+        """Every connection attempt through the egress gate (runs and installs), oldest first:
+        time, host, address, port, protocol, verdict and the reason of a refusal."""
+        return self._gate.events if self._gate is not None else []
+
+    @property
     def is_open(self) -> bool:
         return self._state is State.OPEN
 
@@ -158,17 +233,9 @@ class SandboxSession:
             if self._state is State.OPEN:
                 raise SessionStateError("open() called on a session that is open")
             self._expires_at = None  # a closed or expired session opens afresh
-            started = time.monotonic()
-            definition, self.config = registry.resolve(self.config)
-            backend = registry.load(definition)
-            self._sandbox = backend.open(self.config, self.language_handler.runtime_needs())
+            self._gate = None  # and with a gate (and network_log) of its own
+            self._sandbox = self._open_sandbox()
             self._state = State.OPEN
-            self._log(
-                "opened %s sandbox for %s in %.3f s",
-                backend.name,
-                self.config.lang,
-                time.monotonic() - started,
-            )
             if self.config.session_timeout is not None:
                 self._expires_at = time.monotonic() + self.config.session_timeout
                 self._expiry_timer = threading.Timer(self.config.session_timeout, self._expire)
@@ -189,17 +256,39 @@ class SandboxSession:
             if self._state is not State.EXPIRED:
                 self._state = State.CLOSED
 
+    def _open_sandbox(self) -> Sandbox:
+        """Open the session's own sandbox (a pooled session borrows one instead)."""
+        started = time.monotonic()
+        definition, self.config = registry.resolve(self.config)
+        backend = registry.load(definition)
+        with untranslated(f"opening a {backend.name} sandbox"):
+            sandbox = backend.open(self.config, self.language_handler.runtime_needs())
+        self._log(
+            "opened %s sandbox for %s in %.3f s",
+            backend.name,
+            self.config.lang,
+            time.monotonic() - started,
+        )
+        return sandbox
+
     def _teardown(self) -> None:
         sandbox, self._sandbox = self._sandbox, None
+        if self._gate is not None:
+            self._gate.close()  # its record stays readable in network_log
         if sandbox is not None:
-            started = time.monotonic()
-            try:
+            self._close_sandbox(sandbox)
+
+    def _close_sandbox(self, sandbox: Sandbox) -> None:
+        """Tear the session's sandbox down (a pooled session gives it back instead)."""
+        started = time.monotonic()
+        try:
+            with untranslated("closing the sandbox"):
                 sandbox.close()
-            finally:
-                self._committed_image = sandbox.committed_image
-            self._log("closed sandbox in %.3f s", time.monotonic() - started)
-            if self._committed_image:
-                self._log("saved the container as image %s", self._committed_image)
+        finally:
+            self._committed_image = sandbox.committed_image
+        self._log("closed sandbox in %.3f s", time.monotonic() - started)
+        if self._committed_image:
+            self._log("saved the container as image %s", self._committed_image)
 
     def _expire(self) -> None:
         with self._lock:
@@ -240,6 +329,21 @@ class SandboxSession:
             raise SessionStateError("the session is closed; open a new session")
         return self._sandbox
 
+    def interrupt(self, reason: str = "the run was interrupted") -> bool:
+        """Stop the command this session is running now; safe to call from any thread.
+
+        Every process the command started is killed (within about a second) by the thread
+        running it, whose call then raises `SandboxInterruptedError`; the session stays
+        usable. Returns whether a command was running. (A call with several steps, such as a
+        compiled language's run, stops at the step running when this is called; to stop a
+        whole call, run it inside `interruptible`.)
+        """
+        running = self._running
+        if running is None:
+            return False
+        running.set(reason)
+        return True
+
     # --- running -----------------------------------------------------------------------------
     def run(
         self,
@@ -250,10 +354,18 @@ class SandboxSession:
         on_stderr: OutputCallback | None = None,
         *,
         stdin: str | bytes | None = None,
+        args: Sequence[str] | None = None,
     ) -> ConsoleOutput:
-        """Run `code` in the session's language and return its output and exit code."""
+        """Run `code` in the session's language and return its output and exit code.
+
+        `stdin` is the program's standard input; `args` its command-line arguments
+        (`sys.argv[1:]`, `process.argv.slice(2)`, `String[] args`, ...)."""
         if not isinstance(code, str):
             raise ConfigurationError(f"code must be a string, got {type(code).__name__}")
+        if args is not None and (
+            isinstance(args, str | bytes) or not all(isinstance(a, str) for a in args)
+        ):
+            raise ConfigurationError(f"args must be a list of strings, got {args!r}")
         with self._lock:
             self._require_open()
             self._enforce_policy(code)
@@ -268,12 +380,14 @@ class SandboxSession:
             files = plan.files
             deadline = self._deadline(timeout)
             started = time.monotonic()
+            denied = 0  # by the egress gate while compiling (a build may fetch)
             for argv in plan.compile:
                 result = self._execute(argv, deadline, started, files=files, env=env)
+                denied += result.egress_denied
                 if result.exit_code != 0:
-                    return dataclasses.replace(result, compile_failed=True)
+                    return dataclasses.replace(result, compile_failed=True, egress_denied=denied)
             result = self._execute(
-                plan.run,
+                [*plan.run, *(args or ())],
                 deadline,
                 started,
                 files=files,
@@ -282,6 +396,8 @@ class SandboxSession:
                 on_stdout=on_stdout,
                 on_stderr=on_stderr,
             )
+            if denied:
+                result = dataclasses.replace(result, egress_denied=result.egress_denied + denied)
             self._log(
                 "run %d finished: exit %d in %.3f s",
                 self._run_count,
@@ -314,11 +430,12 @@ class SandboxSession:
         safe, violations = policy.is_safe(code, self.config.lang)
         return bool(safe), list(violations)
 
-    def _enforce_policy(self, code: str) -> None:
+    def _enforce_policy(self, code: str, lang: str | None = None) -> None:
+        """Refuse `code` (in `lang`, default the session's) if the policy blocks it."""
         policy = self.config.security_policy
         if policy is None:
             return
-        blocking = policy.blocking(policy.check(code, self.config.lang))
+        blocking = policy.blocking(policy.check(code, lang or self.config.lang))
         if blocking:
             listed = "; ".join(str(v) for v in blocking)
             raise SecurityViolationError(
@@ -389,12 +506,14 @@ class SandboxSession:
                 timeout = max(self.config.default_timeout or 0.0, INSTALL_TIMEOUT_FLOOR)
             self._log("installing %s", ", ".join(libraries))
             started = time.monotonic()
+            env = environment.merge(self.config.environment, self.language_handler.install_env())
             result = self._execute(
                 argv,
                 self._deadline(timeout),
                 started,
-                env=environment.merge(self.config.environment, self.language_handler.install_env()),
-                network=True,
+                env=env,
+                network=self.config.full_network,
+                egress=None if self.config.full_network else self._install_policy(env),
                 writable_libs=True,
             )
             if result.exit_code != 0:
@@ -406,6 +525,11 @@ class SandboxSession:
                     stderr=result.stderr,
                 )
             return result
+
+    def _install_policy(self, env: Mapping[str, str]) -> EgressPolicy:
+        """An install reaches its package indexes and what the session's policy allows."""
+        hosts = self.language_handler.index_hosts(env)
+        return (self.config.egress or NO_EGRESS).extended(hosts)
 
     # --- the previous generation's methods ------------------------------------------------
     def execute_commands(
@@ -473,14 +597,16 @@ class SandboxSession:
         with self._lock:
             sandbox = self._require_open()
             self._mkdir(parent)
-            sandbox.put_archive(parent, data)
+            with untranslated(f"copying into {parent}"):
+                sandbox.put_archive(parent, data)
             self._log("copied %s to %s", src, target)
 
     def copy_from_runtime(self, src: str, dest: str | os.PathLike[str]) -> list[Path]:
         """Copy a sandbox file or directory to the host path `dest`; returns the files written."""
         with self._lock:
             sandbox = self._require_open()
-            data = sandbox.get_archive(self._sandbox_path(src))
+            with untranslated(f"copying {src} out of the sandbox"):
+                data = sandbox.get_archive(self._sandbox_path(src))
         written = archive.extract_to(data, dest, max_bytes=self.config.limits.disk)
         self._log("copied %s to %s", src, dest)
         return written
@@ -515,34 +641,89 @@ class SandboxSession:
         cwd: str | None = None,
         stdin: str | bytes | None = None,
         network: bool = False,
+        egress: EgressPolicy | None = None,
         writable_libs: bool = False,
-        on_stdout: Callable[[str], None] | None = None,
-        on_stderr: Callable[[str], None] | None = None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
     ) -> ConsoleOutput:
+        """Run one command; with an egress policy (`egress`, else the session's) its only way
+        out is the session's gate, serving under that policy for the command's duration."""
         sandbox = self._require_open()
-        request = ExecRequest(
-            argv=argv,
-            env=env or {},
-            cwd=self._sandbox_path(cwd) if cwd else None,
-            stdin=stdin.encode() if isinstance(stdin, str) else stdin,
-            files=files or {},
-            network=network,
-            writable_libs=writable_libs,
-        )
+        policy = egress or (None if network else self.config.egress)
+        with self._gated(policy) as gated:
+            request = ExecRequest(
+                argv=argv,
+                env={**(env or {}), **PROXY_ENV} if gated.attachment else (env or {}),
+                cwd=self._sandbox_path(cwd) if cwd else None,
+                stdin=stdin.encode() if isinstance(stdin, str) else stdin,
+                files=files or {},
+                network=network,
+                writable_libs=writable_libs,
+                egress=gated.attachment,
+            )
+            result = self._exec_and_collect(
+                sandbox, request, deadline, started, (on_stdout, on_stderr)
+            )
+        return dataclasses.replace(result, egress_denied=gated.denied)
+
+    @contextlib.contextmanager
+    def _gated(self, policy: EgressPolicy | None) -> Iterator[_Gated]:
+        """The session's gate serving `policy` for one command (nothing when it is None)."""
+        if policy is None:
+            yield _Gated()
+            return
+        if self._gate is None:
+            self._gate = Gate(policy)
+        gate = self._gate
+        gated = _Gated(GateAttachment(gate))
+        before = gate.denied
+        try:
+            with gate.using(policy):
+                yield gated
+        finally:
+            if gated.attachment is not None:
+                gated.attachment.close()
+            gated.denied = gate.denied - before
+
+    def _exec_and_collect(
+        self,
+        sandbox: Sandbox,
+        request: ExecRequest,
+        deadline: float | None,
+        started: float,
+        callbacks: tuple[OutputCallback | None, OutputCallback | None],
+    ) -> ConsoleOutput:
+        argv = request.argv
+        on_stdout, on_stderr = callbacks
+        for name, callback in (("on_stdout", on_stdout), ("on_stderr", on_stderr)):
+            if inspect.iscoroutinefunction(callback):
+                raise ConfigurationError(
+                    f"{name} is a coroutine function, which a sync session cannot await; use "
+                    "AsyncSandboxSession (llm_sandbox.aio), or pass a plain function"
+                )
         limit = self.config.limits.output
         errors = self.config.encoding_errors
         out = CappedStream("stdout", limit, on_stdout, errors)
         err = CappedStream("stderr", limit, on_stderr, errors)
+        interrupt = current_interrupt() or Interrupt()
+        if interrupt.is_set():
+            raise SandboxInterruptedError(f"{interrupt.reason}; the command was not started")
         self._log("exec %s", " ".join(argv))
-        process = sandbox.exec(request)
+        with untranslated("starting the command"):
+            process: Process = GuardedProcess(sandbox.exec(request))
+        self._running = interrupt
         try:
-            status = _drain(process, deadline, out, err)
+            status = _drain(process, deadline, out, err, interrupt)
         except _Deadline:
-            process.kill()
-            raise self._timeout_error(deadline, started, out, err) from None
+            kill_error = _kill(process)
+            if interrupt.is_set():
+                raise _interrupted_error(interrupt, out, err, kill_error) from kill_error
+            raise self._timeout_error(deadline, started, out, err, kill_error) from kill_error
         except BaseException:
-            process.kill()
+            _kill(process)
             raise
+        finally:
+            self._running = None
         return ConsoleOutput(
             exit_code=status.exit_code,
             stdout=_decoded(out, err, status),
@@ -554,22 +735,39 @@ class SandboxSession:
         )
 
     def _timeout_error(
-        self, deadline: float | None, started: float, out: CappedStream, err: CappedStream
+        self,
+        deadline: float | None,
+        started: float,
+        out: CappedStream,
+        err: CappedStream,
+        kill_error: SandboxError | None,
     ) -> SandboxTimeoutError:
         elapsed = (deadline or time.monotonic()) - started
         expired = self._expires_at is not None and deadline == self._expires_at
         if expired:
+            # Tearing the sandbox down ends whatever the kill could not confirm.
             self._expire()
             message = (
                 f"the session expired during the run (session_timeout="
                 f"{self.config.session_timeout} s); every process was killed and the sandbox "
                 "torn down"
             )
-        else:
+            kill_error = None
+        elif kill_error is None:
             message = (
                 f"execution timed out after {elapsed:.1f} s and every process it started was "
                 "killed; pass timeout= (or execution_timeout=) to allow longer"
             )
+        elif isinstance(kill_error, KillUnconfirmed):
+            message = (
+                f"execution timed out after {elapsed:.1f} s, but the end of the processes it "
+                f"started could not be confirmed within {KILL_GRACE:.0f} s ({kill_error}); the "
+                "next command waits for them"
+            )
+        else:
+            # The sandbox itself is gone, and every process with it.
+            message = f"execution timed out after {elapsed:.1f} s, and then {kill_error}"
+            kill_error = None
         self._log("%s", message)
         return SandboxTimeoutError(
             message,
@@ -577,17 +775,50 @@ class SandboxSession:
             stdout=out.replaced(),
             stderr=err.replaced(),
             session_expired=expired,
+            processes_killed=kill_error is None,
         )
 
     def _log(self, message: str, *args: object) -> None:
         self.logger.log(logging.INFO if self.config.verbose else logging.DEBUG, message, *args)
 
 
+def _kill(process: Process) -> SandboxError | None:
+    """Kill everything `process` started; the error when that could not be confirmed."""
+    try:
+        process.kill()
+    except SandboxError as exc:
+        logging.getLogger("llm_sandbox").warning("%s", exc)
+        return exc
+    return None
+
+
+def _interrupted_error(
+    interrupt: Interrupt, out: CappedStream, err: CappedStream, kill_error: SandboxError | None
+) -> SandboxInterruptedError:
+    if kill_error is None:
+        message = f"{interrupt.reason}; every process the command started was killed"
+    else:
+        message = f"{interrupt.reason}; killing the command's processes failed: {kill_error}"
+    return SandboxInterruptedError(
+        message,
+        stdout=out.replaced(),
+        stderr=err.replaced(),
+        processes_killed=kill_error is None,
+    )
+
+
 def _drain(
-    process: Process, deadline: float | None, out: CappedStream, err: CappedStream
+    process: Process,
+    deadline: float | None,
+    out: CappedStream,
+    err: CappedStream,
+    interrupt: Interrupt,
 ) -> ExitStatus:
     if not read_to_end(
-        process, deadline, lambda stream, data: (out if stream == STDOUT else err).feed(data)
+        process,
+        deadline,
+        lambda stream, data: (out if stream == STDOUT else err).feed(data),
+        interrupt,
     ):
         raise _Deadline
     out.finish()
@@ -634,8 +865,16 @@ def __getattr__(name: str) -> object:
         from llm_sandbox import backend_sessions
 
         return getattr(backend_sessions, name)
+    if name in ("ContainerPoolManager", "PooledSandboxSession", "ArtifactPooledSandboxSession"):
+        from llm_sandbox import pool
+
+        return getattr(pool, name)
     if name == "ArtifactSandboxSession":
         from llm_sandbox.artifact_session import ArtifactSandboxSession
 
         return ArtifactSandboxSession
+    if name == "InteractiveSandboxSession":
+        from llm_sandbox.interactive import InteractiveSandboxSession
+
+        return InteractiveSandboxSession
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

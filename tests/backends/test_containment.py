@@ -35,8 +35,9 @@ from pathlib import Path
 
 import pytest
 
+from hostile import runsc_processes
 from llm_sandbox import ResourceLimits, SandboxSession, Verdict
-from llm_sandbox.exceptions import SandboxRuntimeError, SandboxTimeoutError
+from llm_sandbox.exceptions import SandboxError, SandboxRuntimeError, SandboxTimeoutError
 
 MiB = 1024 * 1024
 GVISOR = "docker+runsc"
@@ -68,14 +69,15 @@ def _host_cmdlines() -> list[tuple[int, list[str]]]:
 
 
 def _sandbox_cmdlines(container: str) -> Iterator[tuple[int, list[str]]]:
-    """The processes inside a gVisor sandbox, as its runtime sees them.
+    """The processes inside a gVisor sandbox, by a root exec (the fallback of `_gvisor_marked`).
 
-    gVisor's processes live inside its user-space kernel, so the host's /proc cannot see them.
-    The runtime can: a root exec that the sandboxed code does not control reads the sandbox's
-    /proc (fields separated by control bytes, which a cmdline cannot fake past its NULs).
+    A root exec that the sandboxed code does not control reads the sandbox's /proc (fields
+    separated by control bytes, which a cmdline cannot fake past its NULs).
     """
+    # Zombies are skipped (they run nothing; gVisor keeps their cmdline until init reaps them).
     script = (
-        'for d in /proc/[0-9]*; do printf "\\001%s\\002" "${d#/proc/}"; '
+        'for d in /proc/[0-9]*; do s=$(cat "$d/stat" 2>/dev/null) || continue; '
+        'case "${s##*) }" in Z*) continue;; esac; printf "\\001%s\\002" "${d#/proc/}"; '
         'cat "$d/cmdline" 2>/dev/null; done; exit 0'
     )
     done = subprocess.run(
@@ -111,7 +113,21 @@ class Marker:
 
     def processes(self) -> dict[int, list[str]]:
         """Marked processes alive right now (zombies have no cmdline), seen from the host."""
-        view = _sandbox_cmdlines(self.container) if self.container else _host_cmdlines()
+        if self.container:
+            return self._gvisor_marked()
+        view = _host_cmdlines()
+        return {pid: argv for pid, argv in view if self.tag in argv or self.sleep_arg in argv}
+
+    def _gvisor_marked(self) -> dict[int, list[str]]:
+        """gVisor's processes live inside its user-space kernel, where the host's /proc cannot
+        see them. runsc lists them from the host, but by command name only: every Python
+        process counts as marked (the attacks are Python; our agent, killer and relays are
+        not), which can only overcount. The exec that reads argv is the fallback: it has to
+        start a process in the sandbox and hangs for a minute during a fork storm."""
+        listed = runsc_processes(self.container)
+        if listed is not None:
+            return {pid: [name] for pid, name in listed if name.startswith("python")}
+        view = _sandbox_cmdlines(self.container)
         return {pid: argv for pid, argv in view if self.tag in argv or self.sleep_arg in argv}
 
     def survivors(self) -> dict[int, list[str]]:
@@ -233,6 +249,14 @@ def _reset_peak_rss() -> bool:
     return True
 
 
+def assert_gvisor_ended(session: SandboxSession, make_session: SessionFactory) -> None:
+    """A gVisor sandbox that ended refuses further runs with a clear error; a new one works."""
+    with pytest.raises(SandboxRuntimeError, match="open a new session"):
+        session.run("print(1)", timeout=30)
+    assert_host_can_spawn()
+    assert_session_works(make_session())
+
+
 def assert_gvisor_ended_at_memory_limit(
     error: SandboxRuntimeError,
     backend: str,
@@ -247,10 +271,7 @@ def assert_gvisor_ended_at_memory_limit(
     assert backend == GVISOR, f"only gVisor may end the whole sandbox: {error}"
     assert "out of memory" in str(error), error
     assert "open a new session" in str(error), error
-    with pytest.raises(SandboxRuntimeError, match="open a new session"):
-        session.run("print(1)", timeout=30)
-    assert_host_can_spawn()
-    assert_session_works(make_session())
+    assert_gvisor_ended(session, make_session)
 
 
 # --- 1. timeouts --------------------------------------------------------------------------
@@ -816,20 +837,42 @@ def test_fork_bomb_is_contained(make_session: SessionFactory, backend: str) -> N
         f"os.execv(sys.executable, [sys.executable, '-c', {FORK_BOMB!r}, TAG])\n"
     )
 
+    ended: SandboxError | None = None
     try:
         result = session.run(code, timeout=10, on_stdout=sighting)
         stdout = result.stdout
     except SandboxTimeoutError as error:
         stdout = error.stdout
+        ended = error
+    except SandboxRuntimeError as error:
+        stdout = ""
+        ended = error
 
     assert sighting.counts, "the bomb never reported in"
     assert max(sighting.counts) <= limit, sighting.counts
-    summary = stdout.splitlines()[-1]
-    assert summary.startswith("forks="), stdout[-500:]
-    assert int(summary.rsplit("=", 1)[1]) > 0, f"the limit was never hit: {summary}"
+    if backend == GVISOR and ended is not None and "open a new session" in str(ended):
+        # gVisor's kernel exits when a fork storm's host threads outgrow the container's
+        # pids limit: contained, everything in it gone, and said so (the bomb's summary
+        # may be lost with it).
+        assert_gvisor_ended(session, make_session)
+        return
+    if isinstance(ended, SandboxRuntimeError):
+        # gVisor only: the storm can also end the run's command agent, which is said so (the
+        # bomb's summary is lost with it); what it left must still be gone.
+        assert backend == GVISOR, ended
+        assert "command agent" in str(ended), ended
+    else:
+        summary = stdout.splitlines()[-1]
+        assert summary.startswith("forks="), stdout[-500:]
+        assert int(summary.rsplit("=", 1)[1]) > 0, f"the limit was never hit: {summary}"
     assert marker.survivors() == {}
     assert_host_can_spawn()
-    assert_session_works(session)
+    try:
+        assert_session_works(session)
+    except SandboxRuntimeError as error:
+        if backend != GVISOR or "open a new session" not in str(error):
+            raise
+        assert_gvisor_ended(session, make_session)  # it ended while the bomb was torn down
 
 
 # --- 8. output --------------------------------------------------------------------------------
@@ -1079,6 +1122,7 @@ os.execv(sys.executable, [sys.executable, "-c",
          "import time; print('READY', flush=True); time.sleep(1)", TAG])
 """
 
+CAP_KILL = 1 << 5
 CAPABILITY_SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 
 
@@ -1128,9 +1172,11 @@ def inspect_sandboxed_process(
 def test_code_runs_unprivileged(session: SandboxSession, backend: str) -> None:
     """Attack surface check: the identity and privileges the code runs with.
 
-    Proof: inside, /proc/self/status shows non-root uids and gids and empty capability sets.
-    The host confirms no effective capabilities on the same (marked) process from its own /proc;
-    under gVisor it confirms that the Sentry running the code is not root, is under seccomp and
+    Proof: inside, /proc/self/status shows non-root uids and gids and empty capability sets,
+    but for CAP_KILL in a container's bounding set: the container's own killer (root) needs it
+    to stop every run, and with no-new-privileges the code can never gain it. The host
+    confirms no effective capabilities on the same (marked) process from its own /proc; under
+    gVisor it confirms that the Sentry running the code is not root, is under seccomp and
     has no_new_privs (it keeps CAP_SYS_ADMIN and CAP_SYS_CHROOT to build its own chroot).
     """
     inside, host = inspect_sandboxed_process(session, backend)
@@ -1142,7 +1188,9 @@ def test_code_runs_unprivileged(session: SandboxSession, backend: str) -> None:
         # gVisor does not report the ambient set (it has none to report).
         value = inside.get(capability_set, "0" if backend == GVISOR else None)
         assert value is not None, f"{capability_set} missing"
-        assert int(value, 16) == 0, f"{capability_set}={value}"
+        bounding = capability_set == "CapBnd" and backend in ("docker", "podman", GVISOR)
+        allowed = CAP_KILL if bounding else 0
+        assert int(value, 16) & ~allowed == 0, f"{capability_set}={value}"
 
     assert host["Seccomp"] == "2"
     assert host["NoNewPrivs"] == "1"

@@ -8,9 +8,9 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+from llm_sandbox.backends.agent.protocol import ulimits
 from llm_sandbox.backends.kubernetes import manifest
 from llm_sandbox.backends.kubernetes.channel import exit_code_from_status
-from llm_sandbox.backends.kubernetes.sandbox import ulimits
 from llm_sandbox.config import MiB, ResourceLimits
 from llm_sandbox.layout import HOST_LABEL, LABEL, PID_LABEL
 

@@ -398,7 +398,11 @@ class KubeEmulator:
             return None
         with pod.lock:
             if pod.container_id is not None:
-                self.kubelet.remove(pod.container_id)
+                # Like a kubelet, after the API server has answered: a runtime that is slow to
+                # kill (an exec stuck in its set-up) must not hold the DELETE up.
+                threading.Thread(
+                    target=self.kubelet.remove, args=(pod.container_id,), daemon=True
+                ).start()
             pod.manifest["metadata"]["deletionTimestamp"] = _now()
         self.event(pod, "Killing", f"Stopping container {pod.container_name}")
         return pod.manifest
@@ -498,6 +502,8 @@ class KubeEmulator:
     # --- exec ----------------------------------------------------------------------------------
     def exec_bridge(self, client: socket.socket, pod: Pod, argv: list[str], v5: bool) -> None:
         """Run argv in the pod's container, relaying channel frames until it ends."""
+        with contextlib.suppress(OSError):  # as a Go API server does (Go's default)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         api = self.kubelet.client.api
         assert pod.container_id is not None
         exec_id = api.exec_create(pod.container_id, argv, stdin=True, stdout=True, stderr=True)

@@ -22,6 +22,7 @@ import logging
 import posixpath
 import re
 import shlex
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -371,6 +372,22 @@ class AbstractLanguageHandler:
     def install_env(self) -> dict[str, str]:
         """Extra environment for installs (e.g. caches kept out of the work directory)."""
         return {}
+
+    package_index_hosts: tuple[str, ...] = ()
+    """Hosts the package manager downloads from by default (installs may reach them)."""
+    package_index_env: tuple[str, ...] = ()
+    """Environment variables that name more index URLs (their hosts are allowed too)."""
+
+    def index_hosts(self, env: Mapping[str, str]) -> list[str]:
+        """The hosts an install may reach through the egress gate, given the install's
+        environment: the defaults and the hosts of the index URLs configured there."""
+        hosts = list(self.package_index_hosts)
+        for name in self.package_index_env:
+            for url in env.get(name, "").split():
+                host = urllib.parse.urlsplit(url).hostname
+                if url.startswith(("http://", "https://")) and host and host not in hosts:
+                    hosts.append(host)
+        return hosts
 
     def runtime_needs(self) -> RuntimeNeeds:
         return RuntimeNeeds(image=self.config.image, tools=self.tools)

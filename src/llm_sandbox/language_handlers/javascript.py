@@ -132,6 +132,8 @@ class JavaScriptHandler(AbstractLanguageHandler):
         "'@types/node@20' (paths, URLs, git and file: specs, aliases and options are not accepted)"
     )
     libraries_noun = "npm packages"
+    package_index_hosts = ("registry.npmjs.org",)
+    package_index_env = ("npm_config_registry", "NPM_CONFIG_REGISTRY")
     end_of_options = "--"
 
     def __init__(self, logger: logging.Logger | None = None) -> None:

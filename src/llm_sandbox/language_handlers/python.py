@@ -69,12 +69,14 @@ class PythonHandler(AbstractLanguageHandler):
             "python-is-python3",
             "python3-pip",
             "python3-venv",
+            # The interactive kernel's runner (llm_sandbox.kernels) runs on IPython.
+            "python3-ipython",
             *PLOTTING_PACKAGES,
         ),
         online_base="docker.io/library/python:3.11-slim",
         optional_debian_packages=("python3-scipy",),
         pre_install_commands=stand_ins(*STAND_INS),
-        online_commands=("pip install --no-cache-dir " + " ".join(PLOTTING_PYPI),),
+        online_commands=("pip install --no-cache-dir ipython " + " ".join(PLOTTING_PYPI),),
         # Debian marks its interpreter "externally managed" (PEP 668); the official image does
         # not. Let `pip install` (falling back to --user as uid 1000) work in both.
         env={"PIP_BREAK_SYSTEM_PACKAGES": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
@@ -87,6 +89,8 @@ class PythonHandler(AbstractLanguageHandler):
         "accepted)"
     )
     libraries_noun = "Python packages"
+    package_index_hosts = ("pypi.org", "files.pythonhosted.org")
+    package_index_env = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
     end_of_options = "--"
 
     def __init__(self, logger: logging.Logger | None = None) -> None:

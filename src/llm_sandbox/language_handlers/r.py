@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 
 from llm_sandbox.exceptions import ConfigurationError
@@ -167,6 +168,10 @@ class RHandler(AbstractLanguageHandler):
 
     def install_command(self, libraries: list[str]) -> list[str]:
         return ["Rscript", "-e", install_expression(libraries, self.libs_dir, cran_repository())]
+
+    def index_hosts(self, env: Mapping[str, str]) -> list[str]:
+        host = urllib.parse.urlsplit(cran_repository()).hostname
+        return [host] if host else []
 
 
 HANDLER = RHandler

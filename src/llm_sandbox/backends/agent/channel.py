@@ -9,6 +9,7 @@ import contextlib
 import selectors
 import socket
 import struct
+import threading
 import time
 from abc import ABC, abstractmethod
 
@@ -34,12 +35,24 @@ class ChannelStream(ABC):
     def next_frame(self, timeout: float) -> tuple[int, bytes] | None:
         """The next chunk; `(0, b"")` at end of stream; None when `timeout` passed first."""
 
+    @property
+    def backlog(self) -> int:
+        """Bytes `send` has queued and not yet handed to the transport (0 where it blocks)."""
+        return 0
+
+    def check_eof(self) -> bool:
+        """Whether the connection has ended, looked at without waiting (between commands,
+        where nothing is expected: an engine restart may have broken it)."""
+        return self.eof
+
     @abstractmethod
     def close(self) -> None: ...
 
 
 class FrameStream(ChannelStream):
-    """A hijacked exec connection: frames in, stdin bytes out, both without blocking."""
+    """A hijacked exec connection: frames in, stdin bytes out, both without blocking.
+
+    `send` may be called from another thread while one thread reads (a kernel's interrupt)."""
 
     def __init__(self, sock: socket.socket, ahead: bytes) -> None:
         self.sock = sock
@@ -49,18 +62,26 @@ class FrameStream(ChannelStream):
         self._closing = False
         self._selector = selectors.DefaultSelector()
         self._registered = False
+        self._send_lock = threading.Lock()
         sock.setblocking(False)
 
     def send(self, data: bytes) -> None:
-        self._pending += data
-        self._flush()
+        with self._send_lock:
+            self._pending += data
+            self._flush()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
 
     def close_stdin(self) -> None:
         """End stdin once everything queued has been sent."""
-        self._closing = True
-        self._flush()
+        with self._send_lock:
+            self._closing = True
+            self._flush()
 
     def _flush(self) -> None:
+        """Send what is pending without blocking (holding `_send_lock`)."""
         while self._pending:
             try:
                 sent = self.sock.send(self._pending)
@@ -104,9 +125,18 @@ class FrameStream(ChannelStream):
                 return None
             for _, mask in ready:
                 if mask & selectors.EVENT_WRITE:
-                    self._flush()
+                    with self._send_lock:
+                        self._flush()
                 if mask & selectors.EVENT_READ:
                     self._receive()
+
+    def check_eof(self) -> bool:
+        if not self.eof:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.sock, selectors.EVENT_READ)
+                if selector.select(0):
+                    self._receive()
+        return self.eof
 
     def _receive(self) -> None:
         try:

@@ -19,6 +19,7 @@ from llm_sandbox.layout import LABEL, PID_LABEL
 
 CAPABILITIES = BackendCapabilities(
     container_images=True,
+    pooling=True,
     filesystem_isolation=True,
     network_isolation=True,
     seccomp=True,
@@ -54,27 +55,60 @@ def _client(engine: str) -> Any:
     return None
 
 
+STOPPED = ("exited", "dead")
+"""Container states a session never comes back from (we never restart its container)."""
+VOLUME_GRACE = 10.0
+"""Seconds an unused library volume of a live process is left alone (its session may be
+opening: the volume is created just before the container)."""
+
+
 def _cleaner(engine: str) -> Cleaner:
     def gc(all_: bool, alive: Callable[[str], bool]) -> list[str]:
-        """Remove our containers and library volumes whose creating process is gone."""
+        """Remove our containers whose creating process is gone or that have stopped (an
+        engine restart stops them, and their session can only be closed), and our library
+        volumes whose creating process is gone or that no container uses any more."""
         client = _client(engine)
         if client is None:
             return []
         removed: list[str] = []
         for container in client.containers.list(all=True, filters={"label": LABEL}):
-            if all_ or not alive((container.labels or {}).get(PID_LABEL, "")):
+            owner = (container.labels or {}).get(PID_LABEL, "")
+            if all_ or not alive(owner) or _status(container) in STOPPED:
                 with contextlib.suppress(Exception):
                     container.kill()
                 container.remove(force=True)
                 removed.append(f"{engine} container {container.id[:12]}")
         for volume in client.volumes.list(filters={"label": LABEL}):
-            if all_ or not alive((volume.attrs.get("Labels") or {}).get(PID_LABEL, "")):
-                with contextlib.suppress(Exception):
-                    volume.remove(force=True)
-                    removed.append(f"{engine} volume {volume.name}")
+            owner = (volume.attrs.get("Labels") or {}).get(PID_LABEL, "")
+            orphan = all_ or not alive(owner)
+            if not orphan and _age(volume.attrs.get("CreatedAt", "")) < VOLUME_GRACE:
+                continue
+            with contextlib.suppress(Exception):  # one still in use is refused: kept
+                volume.remove(force=orphan)
+                removed.append(f"{engine} volume {volume.name}")
         return removed
 
     return gc
+
+
+def _status(container: Any) -> str:
+    """A listed container's state: Docker lists it as a dict, Podman's list as the bare word
+    (where the SDK's `status` property fails)."""
+    state = container.attrs.get("State")
+    if isinstance(state, dict):
+        state = state.get("Status")
+    return str(state or "").lower()
+
+
+def _age(created: str) -> float:
+    """Seconds since an engine's RFC 3339 `CreatedAt` (0 when it cannot be read)."""
+    import datetime
+
+    try:
+        when = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return (datetime.datetime.now(datetime.UTC) - when).total_seconds()
 
 
 def _definition(engine: str, **more: Any) -> BackendDefinition:

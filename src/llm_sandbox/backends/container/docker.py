@@ -16,7 +16,7 @@ import docker.errors
 import docker.utils
 
 from llm_sandbox.backends.base import Backend
-from llm_sandbox.backends.container.engine import SdkEngine, UnixHttp
+from llm_sandbox.backends.container.engine import ATTACH_URL, SdkEngine, UnixHttp
 from llm_sandbox.backends.container.pull import CONNECT_TIMEOUT, HttpPullStream, PullStream
 from llm_sandbox.backends.container.sandbox import EngineBackend
 from llm_sandbox.backends.container.spec import ContainerSpec
@@ -50,8 +50,9 @@ class DockerEngine(SdkEngine):
     errors = docker.errors
     default_network = "bridge"
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, owns_client: bool = False) -> None:
         self.client = client
+        self.owns_client = owns_client
         self.api = client.api
         # On a unix socket we hijack the exec connection ourselves (one code path with Podman,
         # and a socket we fully own); TCP/TLS daemons use the SDK's hijacked socket.
@@ -87,13 +88,25 @@ class DockerEngine(SdkEngine):
         raw: socket.socket = getattr(wrapper, "_sock", wrapper)
         return str(exec_id), raw, b""
 
+    def attach(self, container: str) -> tuple[socket.socket, bytes]:
+        with self.map_errors("attaching to the container's killer"):
+            if self._http is not None:
+                return self._http.hijack(ATTACH_URL.format(container))
+            params = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            wrapper = self.api.attach_socket(container, params=params)
+        raw: socket.socket = getattr(wrapper, "_sock", wrapper)
+        return raw, b""
+
     def exec_info(self, exec_id: str) -> dict[str, Any]:
         info: dict[str, Any] = self.api.exec_inspect(exec_id)
         return info
 
     def container_state(self, container: str) -> dict[str, Any]:
         with self.map_errors("inspecting the container"):
-            state: dict[str, Any] = self.api.inspect_container(container)["State"]
+            try:
+                state: dict[str, Any] = self.api.inspect_container(container)["State"]
+            except docker.errors.NotFound:
+                return {}
         return state
 
     def create_volume(self, name: str, labels: Mapping[str, str]) -> None:
@@ -101,11 +114,11 @@ class DockerEngine(SdkEngine):
             self.client.volumes.create(name=name, labels=dict(labels))
 
     def remove_volume(self, name: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound), self.map_errors("removing a volume"):
+        with self.map_errors("removing a volume"), contextlib.suppress(docker.errors.NotFound):
             self.client.volumes.get(name).remove(force=True)
 
     def remove(self, container: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound), self.map_errors("removing the container"):
+        with self.map_errors("removing the container"), contextlib.suppress(docker.errors.NotFound):
             self.api.remove_container(container, force=True)
 
     def commit(self, container: str, repository: str, tag: str) -> str:

@@ -15,6 +15,7 @@ import socket
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,25 @@ from llm_sandbox.images.naming import default_image_language
 from llm_sandbox.images.progress import ProgressLog
 
 
+@dataclass(frozen=True)
+class Adopted:
+    """An existing container a session runs in (`container_id=`)."""
+
+    id: str
+    image: str
+    user: str
+    """The user its processes run as by default ("" = the image's)."""
+    runtime: str | None
+
+
 class Engine(ABC):
     """The engine-specific operations; implemented by docker.py and podman.py."""
 
     name: str
+
+    @abstractmethod
+    def adopt(self, container: str) -> Adopted:
+        """Look up an existing container (id or name) and start it if it is not running."""
 
     @abstractmethod
     def create(self, spec: ContainerSpec) -> str:
@@ -48,12 +64,17 @@ class Engine(ABC):
         """Start an attached exec; returns (exec id, raw socket, bytes already read)."""
 
     @abstractmethod
+    def attach(self, container: str) -> tuple[socket.socket, bytes]:
+        """Attach to the container's main process (the killer): (raw socket, bytes read)."""
+
+    @abstractmethod
     def exec_exit_code(self, exec_id: str) -> int | None:
         """The exec's exit code, or None while it is still running."""
 
     @abstractmethod
     def container_state(self, container: str) -> dict[str, Any]:
-        """The engine's State of the container (`Running`, `OOMKilled`, `ExitCode`, ...)."""
+        """The engine's State of the container (`Running`, `OOMKilled`, `ExitCode`, ...);
+        empty once the container no longer exists."""
 
     @abstractmethod
     def create_volume(self, name: str, labels: Mapping[str, str]) -> None: ...
@@ -105,6 +126,10 @@ class Engine(ABC):
     honours_tmpfs_mode = True
     """False when the engine ignores a tmpfs mount's mode and owner (Podman copies the image's)."""
 
+    @abstractmethod
+    def close(self) -> None:
+        """Release the SDK client if the session made it (the user's own stays open)."""
+
 
 @contextlib.contextmanager
 def map_engine_errors(action: str, engine: str, errors: Any) -> Iterator[None]:
@@ -127,7 +152,10 @@ def map_engine_errors(action: str, engine: str, errors: Any) -> Iterator[None]:
             ) from exc
         raise SandboxRuntimeError(f"{action}: {exc.explanation or exc}") from exc
     except (errors.DockerException, OSError) as exc:
-        raise BackendUnavailableError(f"{action}: {engine} is not reachable ({exc})") from exc
+        raise BackendUnavailableError(
+            f"{action}: {engine} is not reachable ({exc}); once it answers again, retry (a "
+            "restarted engine may have stopped the container: then open a new session)"
+        ) from exc
 
 
 def _connection_failed(exc: BaseException) -> str:
@@ -147,6 +175,8 @@ class SdkEngine(Engine):
     """What the Docker and Podman SDKs spell the same way."""
 
     client: Any
+    owns_client = False
+    """Whether the session made the client (and so closes it)."""
     errors: Any
     """The SDK's errors module, for `map_engine_errors`."""
     default_network: str
@@ -158,6 +188,32 @@ class SdkEngine(Engine):
     def container_object(self, container: str) -> Any:
         with self.map_errors("looking up the container"):
             return self.client.containers.get(container)
+
+    def adopt(self, container: str) -> Adopted:
+        with self.map_errors(f"looking up container {container}"):
+            try:
+                found = self.client.containers.get(container)
+            except self.errors.NotFound:
+                raise ConfigurationError(
+                    f"there is no container {container!r} in {self.name}; pass the id or name "
+                    f"of an existing container as container_id= (`{self.name} ps -a` lists them)"
+                ) from None
+            if found.status != "running":
+                found.start()
+                found.reload()
+        config = found.attrs.get("Config") or {}
+        host = found.attrs.get("HostConfig") or {}
+        return Adopted(
+            id=str(found.id),
+            image=str(config.get("Image") or ""),
+            user=str(config.get("User") or ""),
+            runtime=host.get("Runtime"),
+        )
+
+    def close(self) -> None:
+        if self.owns_client:
+            with contextlib.suppress(Exception):
+                self.client.close()
 
     @abstractmethod
     def exec_info(self, exec_id: str) -> dict[str, Any]:
@@ -234,11 +290,16 @@ def resolve_image(engine: Engine, config: SessionConfig, default: str | None) ->
     return pull_image(engine, image, log), False
 
 
-class UnixHttp:
-    """Just enough HTTP/1.1 on an engine's unix socket to hijack an exec-start connection.
+ATTACH_URL = "/v1.41/containers/{}/attach?stream=1&stdin=1&stdout=1&stderr=1"
+"""Docker's attach endpoint (both engines serve it), hijacked like an exec start."""
 
-    Both engines serve Docker's `POST /exec/{id}/start` with `Upgrade: tcp`; after the reply
-    headers the connection carries the multiplexed stream, and stdin goes the other way.
+
+class UnixHttp:
+    """Just enough HTTP/1.1 on an engine's unix socket to hijack an exec or attach connection.
+
+    Both engines serve Docker's `POST /exec/{id}/start` and `POST /containers/{id}/attach`
+    with `Upgrade: tcp`; after the reply headers the connection carries the multiplexed
+    stream, and stdin goes the other way.
     """
 
     def __init__(self, path: str) -> None:
@@ -247,11 +308,17 @@ class UnixHttp:
     def _connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(30)
-        sock.connect(self.path)
+        try:
+            sock.connect(self.path)
+        except BaseException:
+            sock.close()
+            raise
         return sock
 
-    def _send(self, sock: socket.socket, method: str, url: str, body: dict[str, Any]) -> None:
-        payload = json.dumps(body).encode()
+    def _send(
+        self, sock: socket.socket, method: str, url: str, body: dict[str, Any] | None
+    ) -> None:
+        payload = json.dumps(body).encode() if body is not None else b""
         head = (
             f"{method} {url} HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(payload)}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
@@ -270,12 +337,16 @@ class UnixHttp:
         status = int(head.split(b" ", 2)[1])
         return status, rest
 
-    def hijack(self, url: str, body: dict[str, Any]) -> tuple[socket.socket, bytes]:
+    def hijack(self, url: str, body: dict[str, Any] | None = None) -> tuple[socket.socket, bytes]:
         sock = self._connect()
-        self._send(sock, "POST", url, body)
-        status, rest = self._read_head(sock)
+        try:
+            self._send(sock, "POST", url, body)
+            status, rest = self._read_head(sock)
+        except BaseException:
+            sock.close()
+            raise
         if status not in (101, 200):
             sock.close()
-            raise SandboxRuntimeError(f"exec start failed with HTTP {status}: {rest[:300]!r}")
+            raise SandboxRuntimeError(f"{url} failed with HTTP {status}: {rest[:300]!r}")
         sock.settimeout(None)
         return sock, rest

@@ -51,12 +51,15 @@ class ContainerOptions(BackendOptions):
     commit_image_tag: str | None = None
     """With `commit_container`: the `repository[:tag]` to save the container as (default: the
     image's repository with a fresh `session-…` tag)."""
+    container_id: str | None = None
+    """Run in this existing container (id or name) instead of creating one: a stopped one is
+    started, and it keeps running after the session (see `agent/attached.py`)."""
 
     def __post_init__(self) -> None:
         if self.runtime_config is None:
             object.__setattr__(self, "runtime_config", {})
         check_type(self.runtime_config, Mapping, "runtime_config", "a dict of Docker settings")
-        for name in ("image", "dockerfile", "commit_image_tag"):
+        for name in ("image", "dockerfile", "commit_image_tag", "container_id"):
             value = getattr(self, name)
             if value is not None:
                 check_type(value, str, name, "a string")
@@ -65,6 +68,12 @@ class ContainerOptions(BackendOptions):
         if self.image is not None and self.dockerfile is not None:
             raise ConfigurationError(
                 "pass image= or dockerfile=, not both: the dockerfile builds the image to run"
+            )
+        if self.container_id is not None and (self.dockerfile or self.runtime_config):
+            given = "dockerfile=" if self.dockerfile else "runtime_config="
+            raise ConfigurationError(
+                f"{given} sets up a new container, and container_id= runs in an existing one; "
+                "pass only one of them"
             )
         unknown = sorted(set(self.runtime_config) - set(RUNTIME_KEYS))
         if unknown:

@@ -22,7 +22,7 @@ import podman
 import podman.errors
 
 from llm_sandbox.backends.base import Backend
-from llm_sandbox.backends.container.engine import SdkEngine, UnixHttp
+from llm_sandbox.backends.container.engine import ATTACH_URL, SdkEngine, UnixHttp
 from llm_sandbox.backends.container.pull import (
     CONNECT_TIMEOUT,
     HttpPullStream,
@@ -74,8 +74,9 @@ class PodmanEngine(SdkEngine):
     default_network = "podman"
     honours_tmpfs_mode = False
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, owns_client: bool = False) -> None:
         self.client = client
+        self.owns_client = owns_client
         base = client.api.base_url
         if base.scheme != "http+unix":
             raise BackendUnavailableError(
@@ -135,6 +136,10 @@ class PodmanEngine(SdkEngine):
             )
         return exec_id, sock, ahead
 
+    def attach(self, container: str) -> tuple[socket.socket, bytes]:
+        with self.map_errors("attaching to the container's killer"):
+            return self._http.hijack(ATTACH_URL.format(container))
+
     def exec_info(self, exec_id: str) -> dict[str, Any]:
         response = self.client.api.get(f"/exec/{exec_id}/json", compatible=True)
         response.raise_for_status()
@@ -144,6 +149,8 @@ class PodmanEngine(SdkEngine):
     def container_state(self, container: str) -> dict[str, Any]:
         with self.map_errors("inspecting the container"):
             response = self.client.api.get(f"/containers/{container}/json", compatible=True)
+            if response.status_code == 404:
+                return {}
             response.raise_for_status()
             state: dict[str, Any] = response.json()["State"]
         return state
@@ -157,12 +164,12 @@ class PodmanEngine(SdkEngine):
             )
 
     def remove_volume(self, name: str) -> None:
-        with contextlib.suppress(podman.errors.NotFound), self.map_errors("removing a volume"):
+        with self.map_errors("removing a volume"), contextlib.suppress(podman.errors.NotFound):
             self.client.volumes.remove(name, force=True)
 
     def remove(self, container: str) -> None:
         # A forced remove of a running container waits out the stop grace period; kill first.
-        with contextlib.suppress(podman.errors.NotFound), self.map_errors("removing the container"):
+        with self.map_errors("removing the container"), contextlib.suppress(podman.errors.NotFound):
             found = self.client.containers.get(container)
             with contextlib.suppress(podman.errors.APIError):
                 found.kill(signal="SIGKILL")

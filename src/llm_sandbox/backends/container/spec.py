@@ -11,13 +11,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_sandbox.backends.agent.protocol import KILLER_SCRIPT
 from llm_sandbox.backends.container.options import ContainerOptions
 from llm_sandbox.backends.seccomp import oci_profile
 from llm_sandbox.config import ResourceLimits, SessionConfig, parse_size
 from llm_sandbox.layout import LABEL, LIBS_DIR, PID_LABEL, SUPPORT_DIR
 
 SANDBOX_USER = "1000:1000"
-KEEPER_USER = "65534:65534"
+KILLER_USER = "0:0"
+"""The container's own processes (init and the killer): root with no capability but CAP_KILL."""
 # gVisor runs the code in a user-space kernel (the Sentry) whose host threads and per-process
 # stubs share the container's pids cgroup. Measured with runsc's ptrace platform: about 56 at
 # rest; a fork bomb under RLIMIT_NPROC n peaks at 361 (n=16), 1163 (n=64), 1848 (n=128). A
@@ -50,17 +52,21 @@ def build_spec(config: SessionConfig, image: str, libs_volume: str) -> Container
     workdir = str(rc.pop("working_dir", config.workdir))
     user = str(rc.pop("user", SANDBOX_USER))
     network_mode = rc.pop("network_mode", None)
-    network = config.network or network_mode not in (None, "none")
+    network = config.full_network or network_mode not in (None, "none")
     environment = dict(options.environment)
     rc.pop("environment", None)
     tmpfs = f"rw,exec,size={limits.disk},nr_inodes={limits.max_files}"
     create: dict[str, Any] = {
-        "entrypoint": ["sleep", "infinity"],
+        # pid 1 is an init (reaps orphans); its child, the container's main process, is the
+        # killer (see agent/protocol.KILLER_SCRIPT), reached by attaching to its stdin. It is
+        # root with CAP_KILL alone: the code's user (no capabilities) cannot signal, ptrace
+        # or read it, while it can SIGKILL everything else at once however hostile the run.
+        "entrypoint": ["sh", "-c", KILLER_SCRIPT],
         "init": True,
-        # pid 1 (init + sleep) runs as a user of its own: neither the code's user nor root (which
-        # installs libraries) can signal it without capabilities, so no kill loop can end it.
-        "user": KEEPER_USER,
+        "stdin_open": True,
+        "user": KILLER_USER,
         "cap_drop": ["ALL"],
+        "cap_add": ["KILL"],
         # Our seccomp policy (the one the embedded backend uses), not the engine's default.
         "security_opt": ["no-new-privileges:true", f"seccomp={json.dumps(oci_profile())}"],
         # A committed container must be able to keep what install() put there.
@@ -80,6 +86,8 @@ def build_spec(config: SessionConfig, image: str, libs_volume: str) -> Container
         "volumes": {libs_volume: {"bind": LIBS_DIR, "mode": "rw"}, **rc.pop("volumes", {})},
     }
     create.update(_limit_options(limits, rc, gvisor=is_gvisor(rc.get("runtime"))))
+    # Capabilities the user adds come on top of the killer's.
+    create["cap_add"] = sorted({"KILL", *(rc.pop("cap_add", None) or ())})
     create.update(rc)
     if "memory" in create:
         create["mem_limit"] = create.pop("memory")

@@ -39,6 +39,7 @@ KUBERNETES = BackendDefinition(
     factory=_backend,
     capabilities=BackendCapabilities(
         container_images=True,
+        pooling=True,
         filesystem_isolation=True,
         network_isolation=True,
         daemon_required=True,

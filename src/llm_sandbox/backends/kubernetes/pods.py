@@ -162,6 +162,16 @@ class PodApi:
         with self.errors(f"reading pod {name}"):
             return self.core.read_namespaced_pod(name, self.namespace)
 
+    def read_if_exists(self, name: str) -> Any:
+        """The pod, or None once it no longer exists (deleted)."""
+        with self.errors(f"reading pod {name}"):
+            try:
+                return self.core.read_namespaced_pod(name, self.namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
     def events(self, name: str, limit: int = 8) -> list[str]:
         """The pod's most recent events as `Reason: message` lines (best effort)."""
         try:
@@ -178,8 +188,9 @@ class PodApi:
         ordered = sorted(found, key=when)[-limit:]
         return [f"{e.reason}: {e.message}" for e in ordered]
 
-    def wait_running(self, name: str, container: str, timeout: float) -> None:
-        """Return once the sandbox container runs; otherwise raise PodStartError."""
+    def wait_running(self, name: str, container: str, timeout: float, *, ours: bool = True) -> None:
+        """Return once the sandbox container runs; otherwise raise PodStartError (and delete
+        the pod if it is `ours`)."""
         deadline = time.monotonic() + timeout
         pause = 0.05
         while True:
@@ -189,7 +200,7 @@ class PodApi:
                 return
             if problem is not None:
                 reason, detail = problem
-                self._fail(name, reason, detail)
+                self._fail(name, reason, detail, ours=ours)
             if time.monotonic() >= deadline:
                 phase = pod.status.phase if pod.status else "unknown"
                 self._fail(
@@ -197,17 +208,19 @@ class PodApi:
                     "StartTimeout",
                     f"not running after {timeout:.0f} s (phase {phase}); set "
                     f"{START_TIMEOUT_ENV} to wait longer",
+                    ours=ours,
                 )
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
 
-    def _fail(self, name: str, reason: str, detail: str) -> None:
+    def _fail(self, name: str, reason: str, detail: str, *, ours: bool) -> None:
         events = self.events(name)
-        self.delete(name)
+        if ours:
+            self.delete(name)
         shown = "; ".join(events) if events else "no events"
         raise PodStartError(
-            f"pod {name} did not start: {reason}: {detail} (recent events: {shown}); "
-            "the pod was deleted",
+            f"pod {name} did not start: {reason}: {detail} (recent events: {shown})"
+            + ("; the pod was deleted" if ours else ""),
             pod=name,
             reason=reason,
             events=events,
@@ -230,7 +243,7 @@ class PodApi:
                 _preload_content=False,
             )
 
-    def delete(self, name: str, wait: float = DELETE_WAIT) -> bool:
+    def delete(self, name: str, wait: float = DELETE_WAIT, request_timeout: float = 60.0) -> bool:
         """Delete at once (no grace period), waiting up to `wait` s; True once it is gone."""
         with contextlib.suppress(SandboxRuntimeError), self.errors(f"deleting pod {name}"):
             try:
@@ -239,6 +252,7 @@ class PodApi:
                     self.namespace,
                     grace_period_seconds=0,
                     propagation_policy="Foreground",
+                    _request_timeout=request_timeout,
                 )
             except ApiException as exc:
                 if exc.status == 404:

@@ -27,8 +27,15 @@ def _backend() -> Backend:
 
 
 def _gc(all_: bool, alive: Callable[[str], bool]) -> list[str]:
-    """Embedded sessions leave at most their private directory behind when the caller dies."""
+    """Embedded sessions leave their private directory, and the cgroups of a run in progress,
+    behind when the caller dies (their processes die with it: --die-with-parent)."""
+    from llm_sandbox.backends.local import cgroups
+
     removed: list[str] = []
+    for path in cgroups.orphans(alive, all_):
+        with contextlib.suppress(OSError):
+            cgroups.remove_orphan(path)
+            removed.append(f"local cgroup {path}")
     for state in glob.glob(os.path.join(tempfile.gettempdir(), f"{STATE_PREFIX}*")):
         if not os.path.isdir(state):
             continue
@@ -53,6 +60,7 @@ LOCAL = BackendDefinition(
     factory=_backend,
     capabilities=BackendCapabilities(
         platforms=("linux",),
+        pooling=True,
         filesystem_isolation=True,
         network_isolation=True,
         seccomp=True,

@@ -137,6 +137,10 @@ class CommandSpec:
     block_fd: int
     links: Mapping[str, str] = field(default_factory=dict)
     """Sandbox path → target: symbolic links made in the sandbox's own root (not the host's)."""
+    scratch: Mapping[str, int] = field(default_factory=dict)
+    """Sandbox path → size in bytes: writable in-memory directories of this command's own."""
+    as_pid_1: bool = False
+    """The command is the sandbox's pid 1 (no bwrap reaper): it must reap what it starts."""
 
 
 def sandbox_argv(
@@ -145,6 +149,8 @@ def sandbox_argv(
     argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns"]
     if spec.network:
         argv.append("--share-net")
+    if spec.as_pid_1:
+        argv.append("--as-pid-1")
     argv += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID), "--hostname", HOSTNAME]
     argv += ["--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
     argv += _root_mounts(layout, paths, spec)
@@ -177,6 +183,8 @@ def _root_mounts(layout: HostLayout, paths: SessionPaths, spec: CommandSpec) -> 
         argv += ["--ro-bind-data", str(fd), dest]
     for path, target in sorted(spec.links.items()):
         argv += ["--symlink", target, path]
+    for path, size in sorted(spec.scratch.items()):
+        argv += ["--size", str(size), "--tmpfs", path]
     return argv
 
 

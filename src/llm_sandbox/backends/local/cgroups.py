@@ -22,10 +22,13 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+RUN_PREFIX = "llm-sandbox-"
+"""Run cgroups are named `llm-sandbox-<pid of the session's process>-<random>`."""
 V1_CONTROLLERS = ("memory", "pids", "cpu")
 CPU_PERIOD_US = 100_000
 
@@ -50,7 +53,7 @@ class CgroupHost:
         return frozenset(self.parents)
 
     def create(self, limits: CgroupLimits) -> CgroupSet:
-        name = f"llm-sandbox-{uuid.uuid4().hex[:12]}"
+        name = f"{RUN_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
         dirs: dict[str, Path] = {}
         try:
             for controller, parent in self.parents.items():
@@ -113,19 +116,23 @@ class CgroupSet:
         return found
 
     def oom_killed(self) -> bool:
+        return self.oom_kills() > 0
+
+    def oom_kills(self) -> int:
+        """How many processes the OOM killer has killed in this cgroup."""
         memory = self.dirs.get("memory")
         if memory is None:
-            return False
+            return 0
         name = "memory.events" if self.version == 2 else "memory.oom_control"
         try:
             text = (memory / name).read_text()
         except FileNotFoundError:
-            return False
+            return 0
         for line in text.splitlines():
             key, _, value = line.partition(" ")
-            if key == "oom_kill" and int(value) > 0:
-                return True
-        return False
+            if key == "oom_kill":
+                return int(value)
+        return 0
 
     def kill_all(self, timeout: float = 5.0) -> bool:
         """SIGKILL everything in the run's cgroups; True once they are empty."""
@@ -226,3 +233,34 @@ def detect() -> CgroupHost | None:
         return _detect_v2(own) or _detect_v1(own)
     except OSError:
         return None
+
+
+def orphans(alive: Callable[[str], bool], all_: bool = False) -> list[Path]:
+    """Run cgroups whose session process is gone (every one with `all_`), deepest first.
+
+    A caller killed in the middle of a run leaves its run's cgroups behind (their processes
+    die with it: bubblewrap runs with --die-with-parent). They are found anywhere under the
+    cgroup mounts, since `llm-sandbox gc` may itself run in another cgroup.
+    """
+    roots = [CGROUP_ROOT / c for c in V1_CONTROLLERS] if not _unified() else [CGROUP_ROOT]
+    found: list[Path] = []
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for parent, dirs, _ in os.walk(root):
+            for name in dirs:
+                if not name.startswith(RUN_PREFIX):
+                    continue
+                owner = name[len(RUN_PREFIX) :].split("-", 1)[0]
+                if all_ or (owner.isdigit() and not alive(owner)):
+                    found.append(Path(parent, name))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_orphan(path: Path) -> None:
+    """Kill what is left in a run cgroup found by `orphans` and remove it."""
+    CgroupSet(2 if _unified() else 1, {"": path}).remove()
+
+
+def _unified() -> bool:
+    return (CGROUP_ROOT / "cgroup.controllers").exists()

@@ -26,16 +26,31 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
-from typing import IO
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
 
 from llm_sandbox import environment
 from llm_sandbox.backends.agent.tarexec import TarOverExec
-from llm_sandbox.backends.base import STDERR, STDOUT, Backend, ExecRequest, ExitStatus, Process
+from llm_sandbox.backends.base import (
+    KILL_GRACE,
+    STDERR,
+    STDOUT,
+    Backend,
+    ExecRequest,
+    ExitStatus,
+    InteractiveProcess,
+    KillUnconfirmed,
+    Process,
+    run_to_completion,
+)
+from llm_sandbox.backends.forkserver import ForkServer
 from llm_sandbox.backends.local import STATE_PREFIX, bwrap
 from llm_sandbox.backends.local.cgroups import CgroupLimits, CgroupSet
 from llm_sandbox.backends.local.host import LocalHost, probe
+from llm_sandbox.backends.wipe import WIPE_TIMEOUT, WipeReport, parse_report, wipe_script
 from llm_sandbox.config import ResourceLimits, SessionConfig
 from llm_sandbox.exceptions import (
     BackendUnavailableError,
@@ -44,7 +59,7 @@ from llm_sandbox.exceptions import (
     SandboxRuntimeError,
     SessionStateError,
 )
-from llm_sandbox.language_handlers.base import RuntimeNeeds
+from llm_sandbox.language_handlers.base import CODE_DIR, RuntimeNeeds
 from llm_sandbox.layout import CA_ENV, HOST_CA_BUNDLE, SUPPORT_DIR
 
 logger = logging.getLogger("llm_sandbox")
@@ -154,6 +169,9 @@ class LocalSandbox(TarOverExec):
         self._paths = bwrap.SessionPaths(tempfile.mkdtemp(prefix=STATE_PREFIX))
         self._holder: subprocess.Popen[bytes] | None = None
         self._holder_pid = 0
+        self._spawner: ThreadPoolExecutor | None = None
+        self._forks: ForkServer | None = None
+        self._oom_seen = 0
         self._closed = False
         try:
             self._write_etc()
@@ -206,20 +224,59 @@ class LocalSandbox(TarOverExec):
         if self._closed:
             return
         self._closed = True
+        if self._forks is not None:
+            with contextlib.suppress(SandboxError):
+                self._forks.stop()
         holder = self._holder
         if holder is not None:
+            # The holder's own child (which keeps the session's tmpfs) first: it would only
+            # die with bwrap through its parent-death signal, a moment after close returned.
+            if self._holder_pid:
+                with contextlib.suppress(OSError):
+                    os.kill(self._holder_pid, signal.SIGKILL)
             with contextlib.suppress(OSError):
                 holder.kill()
             holder.wait()
+            if self._holder_pid:
+                _wait_dead(self._holder_pid, KILL_GRACE)
             for stream in (holder.stdin, holder.stdout, holder.stderr):
                 if stream is not None:
                     stream.close()
         _remove_state(self._paths)
+        if self._spawner is not None:
+            self._spawner.shutdown(wait=False)
+
+    def alive(self) -> bool:
+        """The holder (bwrap) and its child, which keeps the session's files, both run."""
+        holder = self._holder
+        if self._closed or holder is None or holder.poll() is not None:
+            return False
+        try:
+            with open(f"/proc/{self._holder_pid}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state not in (b"Z", b"X")
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            raise SandboxRuntimeError("the sandbox's session holder has ended")
 
     # --- running commands --------------------------------------------------------------------
     def exec(self, request: ExecRequest) -> Process:
         if self._closed:
             raise SessionStateError("the sandbox is closed")
+        forks = self._forks
+        if forks is not None:
+            if request.writable_libs:
+                forks.stop()  # an install changes what a starting interpreter loads
+            else:
+                forked = forks.run(request, self._oom_grew)
+                if forked is not None:
+                    return forked
+        return self._spawn(request)
+
+    def _spawn(self, request: ExecRequest, *, zygote: bool = False) -> Process:
         limits = self._cgroup_limits
         if limits is not None and request.writable_libs and limits.memory is not None:
             # An install writes the libraries into the memory-backed session storage; those
@@ -228,13 +285,65 @@ class LocalSandbox(TarOverExec):
             limits = dataclasses.replace(limits, memory=limits.memory + self._config.limits.disk)
         cgroup = self._host.cgroups.create(limits) if (self._host.cgroups and limits) else None
         try:
+            if request.interactive:
+                # bwrap's --die-with-parent fires when the *thread* that started it ends, and
+                # a kernel outlives the call that starts it (a restart from a timer thread):
+                # kernels are started by one thread that lives as long as the sandbox.
+                if self._spawner is None:
+                    self._spawner = ThreadPoolExecutor(1, thread_name_prefix="llm-sandbox-kernels")
+                start = _LocalKernel.start
+                return self._spawner.submit(start, self, request, cgroup, zygote=zygote).result()
             return _LocalProcess.start(self, request, cgroup)
         except BaseException:
             if cgroup is not None:
                 cgroup.remove()
             raise
 
-    def command_argv(self, request: ExecRequest, fds: _Fds) -> list[str]:
+    def wipe(self) -> WipeReport:
+        """No process outlives its run here (each has its own pid namespace), so a wipe is
+        the script alone, run like any command. A fork server is replaced: the next user
+        gets a fresh interpreter (and hash seed)."""
+        if self._forks is not None:
+            self._forks.stop()
+        process = self.exec(ExecRequest(argv=["sh", "-c", wipe_script()]))
+        code, out, _ = run_to_completion(process, timeout=WIPE_TIMEOUT)
+        report = parse_report(code, out)
+        if self._forks is not None:
+            self._warm(self._forks)
+        return report
+
+    def warm_runs(self, env: Mapping[str, str]) -> str | None:
+        """Fork Python runs with `env` from a warm interpreter (see `forkserver`)."""
+        if self._forks is None or self._forks.env != dict(env):
+            if self._forks is not None:
+                self._forks.stop()
+            self._forks = ForkServer(
+                self._start_zygote, env, self._config.workdir, mode="pid1", clean=CODE_DIR
+            )
+        self._warm(self._forks)
+        return None
+
+    def _warm(self, forks: ForkServer) -> None:
+        try:
+            forks.warm()
+        except SandboxError as exc:
+            logger.warning("%s; runs start plainly until it does", exc)
+
+    def _start_zygote(self, request: ExecRequest) -> InteractiveProcess:
+        process = self._spawn(request, zygote=True)
+        assert isinstance(process, InteractiveProcess)
+        return process
+
+    def _oom_grew(self) -> bool:
+        """Whether the fork server's cgroup saw OOM kills since this was last asked."""
+        forks = self._forks
+        process = forks.process if forks is not None else None
+        cgroup = process._cgroup if isinstance(process, _LocalProcess) else None
+        count = cgroup.oom_kills() if cgroup is not None else 0
+        grew, self._oom_seen = count > self._oom_seen, count
+        return grew
+
+    def command_argv(self, request: ExecRequest, fds: _Fds, *, zygote: bool = False) -> list[str]:
         ours = {
             "PATH": self._path,
             "HOME": self._config.workdir,
@@ -243,8 +352,8 @@ class LocalSandbox(TarOverExec):
             "TMPDIR": "/tmp",
         }
         env = {**environment.merge(self._config.environment, ours), **request.env}
-        network = request.network or self._config.network
-        if network and os.path.isfile(HOST_CA_BUNDLE):
+        network = request.network or self._config.full_network
+        if (network or request.egress is not None) and os.path.isfile(HOST_CA_BUNDLE):
             # /etc/ssl is mounted: tools with CA stores of their own (node, pip's certifi) should
             # trust what the host trusts, e.g. a TLS-inspecting proxy.
             env.update({name: HOST_CA_BUNDLE for name in CA_ENV if name not in env})
@@ -261,6 +370,8 @@ class LocalSandbox(TarOverExec):
             status_fd=fds.status_w,
             block_fd=fds.block_r,
             links=self._links,
+            scratch={CODE_DIR: self._config.limits.disk} if zygote else {},
+            as_pid_1=zygote,
         )
         return [
             *bwrap.prlimit_argv(self._host.prlimit, self._rlimits),
@@ -316,6 +427,8 @@ class _LocalProcess(Process):
         self._block_w = block_w
         self._cgroup = cgroup
         self._child_pid = 0
+        self._pid1 = -1
+        """A pidfd of the sandbox's pid 1: readable once its whole pid namespace is gone."""
         self._selector = selectors.DefaultSelector()
         self._streams = {STDOUT: popen.stdout, STDERR: popen.stderr}
         for name, stream in self._streams.items():
@@ -327,14 +440,25 @@ class _LocalProcess(Process):
 
     @classmethod
     def start(
-        cls, sandbox: LocalSandbox, request: ExecRequest, cgroup: CgroupSet | None
+        cls,
+        sandbox: LocalSandbox,
+        request: ExecRequest,
+        cgroup: CgroupSet | None,
+        *,
+        zygote: bool = False,
     ) -> _LocalProcess:
         fds = _Fds(sandbox._host.seccomp, request.files)
         stdin = _stdin_file(request.stdin)
         try:
             popen = subprocess.Popen(
-                sandbox.command_argv(request, fds),
-                stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                sandbox.command_argv(request, fds, zygote=zygote),
+                stdin=(
+                    subprocess.PIPE
+                    if request.interactive
+                    else stdin
+                    if stdin is not None
+                    else subprocess.DEVNULL
+                ),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 pass_fds=fds.child_fds,
@@ -352,14 +476,15 @@ class _LocalProcess(Process):
         fds.close_child_side()
         process = cls(popen, os.fdopen(fds.status_r, "rb"), fds.block_w, cgroup)
         try:
-            process._release()
+            process._release(request)
         except BaseException:
             process.kill()
             raise
         return process
 
-    def _release(self) -> None:
-        """Learn the sandbox's pid 1, attach it to the cgroup, then let the command start."""
+    def _release(self, request: ExecRequest) -> None:
+        """Learn the sandbox's pid 1, attach it to the cgroup and open the egress gate in its
+        network namespace, then let the command start."""
         line = _read_status_line(self._status, START_TIMEOUT)
         if line is None or "child-pid" not in line:
             os.close(self._block_w)
@@ -371,6 +496,10 @@ class _LocalProcess(Process):
                 + (stderr or b"").decode(errors="replace").strip()
             )
         self._child_pid = int(str(line["child-pid"]))
+        with contextlib.suppress(OSError):  # gone already, or no pidfds: bwrap's exit must do
+            self._pid1 = os.pidfd_open(self._child_pid)
+        if request.egress is not None:
+            request.egress.attach(self._child_pid)
         if self._cgroup is not None:
             self._cgroup.attach(self._popen.pid)
             self._cgroup.attach(self._child_pid)
@@ -397,6 +526,7 @@ class _LocalProcess(Process):
         if self._finished is not None:
             return self._finished
         returncode = self._popen.wait()
+        self._end_namespace()
         for line in _status_lines(self._status):
             self._status_seen.update({k: v for k, v in line.items() if isinstance(v, int)})
         out_of_memory = False
@@ -408,17 +538,57 @@ class _LocalProcess(Process):
         self._cleanup()
         return self._finished
 
-    def kill(self) -> None:
+    def _end_namespace(self) -> None:
+        """Wait until nothing of the sandbox is left, zombies included.
+
+        bwrap exits as soon as its command does, while the sandbox's pid 1 may still be
+        reaping what the command left (or be torn down with it); killing pid 1 makes the
+        kernel end and reap the rest of its namespace, and pid 1 dies last.
+        """
+        if self._pid1 < 0:
+            return
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(self._pid1, signal.SIGKILL)
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._pid1, selectors.EVENT_READ)
+            if not selector.select(KILL_GRACE):
+                logger.warning("a sandbox's pid namespace outlived its command: %.0f s", KILL_GRACE)
+        os.close(self._pid1)
+        self._pid1 = -1
+
+    def _kill_and_wait(self) -> None:
+        """SIGKILL everything of the command and wait for bwrap; TimeoutExpired after
+        about KILL_GRACE."""
+        deadline = time.monotonic() + KILL_GRACE - 0.1
         if self._popen.poll() is None and self._child_pid:
             # The sandbox's pid 1: its death makes the kernel kill its whole pid namespace,
             # and bwrap reaps it only after every process in there is gone.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._child_pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                if self._pid1 >= 0:
+                    signal.pidfd_send_signal(self._pid1, signal.SIGKILL)
+                else:
+                    os.kill(self._child_pid, signal.SIGKILL)
         if self._cgroup is not None:
-            self._cgroup.kill_all()
+            self._cgroup.kill_all(timeout=max(0.0, deadline - time.monotonic()))
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._popen.pid, signal.SIGKILL)
+        self._popen.wait(timeout=max(0.01, deadline - time.monotonic()))
+
+    def kill(self) -> None:
+        try:
+            self._kill_and_wait()
+        except subprocess.TimeoutExpired:
+            # Something in there is stuck in the kernel: finish when it ends, say so now.
+            threading.Thread(target=self._finish_kill, daemon=True).start()
+            raise KillUnconfirmed(
+                f"every process was sent SIGKILL, but the sandbox's pid namespace was not "
+                f"gone after {KILL_GRACE:.0f} s (a process stuck in the kernel)"
+            ) from None
+        self._finish_kill()
+
+    def _finish_kill(self) -> None:
         self._popen.wait()
+        self._end_namespace()
         if self._cgroup is not None:
             self._cgroup.remove()
             self._cgroup = None
@@ -427,13 +597,51 @@ class _LocalProcess(Process):
         self._cleanup()
 
     def _cleanup(self) -> None:
+        if self._pid1 >= 0:
+            os.close(self._pid1)
+            self._pid1 = -1
         if self._block_w >= 0:
             os.close(self._block_w)
             self._block_w = -1
         self._selector.close()
-        for stream in (*self._streams.values(), self._status):
+        for stream in (*self._streams.values(), self._status, self._popen.stdin):
             if stream is not None:
-                stream.close()
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+
+class _LocalKernel(_LocalProcess, InteractiveProcess):
+    """A long-lived command with its stdin open (a kernel): its own pid namespace and cgroup,
+    so killing it kills everything it started and nothing else.
+
+    `send` and `kill` may come from other threads while one thread reads: `kill` only
+    signals and waits; the reader sees the output end and `wait()` releases the rest.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._send_lock = threading.Lock()
+        self._kill_lock = threading.Lock()
+
+    def send(self, data: bytes) -> None:
+        stdin = self._popen.stdin
+        if stdin is None:
+            return
+        with self._send_lock, contextlib.suppress(OSError, ValueError):
+            stdin.write(data)
+            stdin.flush()
+
+    def kill(self) -> None:
+        with self._kill_lock:
+            if self._finished is not None:
+                return
+            try:
+                self._kill_and_wait()
+            except subprocess.TimeoutExpired:
+                raise KillUnconfirmed(
+                    f"every process of the kernel was sent SIGKILL, but its pid namespace was "
+                    f"not gone after {KILL_GRACE:.0f} s (a process stuck in the kernel)"
+                ) from None
 
 
 def _stdin_file(data: bytes | None) -> IO[bytes] | None:
@@ -472,6 +680,20 @@ def _status_lines(status: IO[bytes]) -> list[dict[str, object]]:
         with contextlib.suppress(ValueError):
             lines.append(json.loads(raw))
     return lines
+
+
+def _wait_dead(pid: int, timeout: float) -> None:
+    """Wait until process `pid` (not our child) is gone or a zombie, for up to `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except (OSError, IndexError):
+            return
+        time.sleep(0.002)
+    logger.warning("the session holder's process %d did not end in time", pid)
 
 
 def _remove_state(paths: bwrap.SessionPaths) -> None:
