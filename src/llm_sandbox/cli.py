@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from llm_sandbox.exceptions import ConfigurationError, SandboxError, SandboxTimeoutError
 
@@ -63,7 +63,23 @@ def _parser() -> argparse.ArgumentParser:
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
     keys_create = keys_commands.add_parser("create", help="create a key; prints it once")
     keys_create.add_argument("name")
-    keys_commands.add_parser("list", help="list key names")
+    keys_limits = keys_commands.add_parser(
+        "limits", help="show or set the limits a key has of its own"
+    )
+    keys_limits.add_argument("name")
+    keys_limits.add_argument(
+        "--replace", action="store_true", help="drop the key's other limits of its own"
+    )
+    for command in (keys_create, keys_limits):
+        command.add_argument(
+            "--limit",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a limit of this key instead of the server's (sessions, concurrent_runs, "
+            "runs_per_minute, max_timeout, max_memory); repeatable",
+        )
+    keys_commands.add_parser("list", help="list keys and their limits")
     keys_revoke = keys_commands.add_parser("revoke", help="revoke a key")
     keys_revoke.add_argument("name")
 
@@ -188,17 +204,43 @@ def _keys(args: argparse.Namespace) -> int:
 
     store = KeyStore(args.keys)
     if args.keys_command == "create":
-        token = store.create(args.name)
+        token = store.create(args.name, _limit_args(args.limit))
         print(f"created key {args.name!r} in {store.path}; it is shown only now:", file=sys.stderr)
         print(token)
+    elif args.keys_command == "limits":
+        if args.limit or args.replace:
+            own = store.set_limits(args.name, _limit_args(args.limit), replace=args.replace)
+        else:
+            own = store.record(args.name).limits
+        print(f"{args.name}\t{_limits_text(own)}")
     elif args.keys_command == "revoke":
         store.revoke(args.name)
         print(f"revoked key {args.name!r}")
     else:
         for record in store.list():
             created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.created))
-            print(f"{record.name}\tcreated {created} UTC")
+            print(f"{record.name}\tcreated {created} UTC\t{_limits_text(record.limits)}")
     return 0
+
+
+def _limit_args(items: list[str]) -> dict[str, str]:
+    """`--limit NAME=VALUE` arguments (checked by the key store)."""
+    limits: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigurationError(
+                f"--limit {item!r} is not NAME=VALUE; e.g. --limit sessions=4 "
+                "--limit max_timeout=60"
+            )
+        limits[name.strip()] = value.strip()
+    return limits
+
+
+def _limits_text(limits: Mapping[str, int | float]) -> str:
+    if not limits:
+        return "the server's limits"
+    return ", ".join(f"{name}={value}" for name, value in sorted(limits.items()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -170,6 +170,35 @@ def test_keys_stored_hashed_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert KeyStore(keys_file).verify(token) is None
 
 
+def test_keys_with_limits_of_their_own(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys_file = tmp_path / "keys.json"
+    cli = ["keys", "--keys", str(keys_file)]
+    assert main([*cli, "create", "carol", "--limit", "sessions=2", "--limit", "max_memory=1g"]) == 0
+    capsys.readouterr()
+    assert KeyStore(keys_file).limits_of("carol") == {"sessions": 2, "max_memory": 1 << 30}
+    assert main([*cli, "limits", "carol", "--limit", "max_timeout=5"]) == 0
+    assert "max_timeout=5" in capsys.readouterr().out
+    assert KeyStore(keys_file).limits_of("carol") == {
+        "sessions": 2,
+        "max_memory": 1 << 30,
+        "max_timeout": 5.0,
+    }
+    assert main([*cli, "list"]) == 0
+    assert "sessions=2" in capsys.readouterr().out
+    for bad, message in (
+        (["--limit", "colour=red"], "unknown service setting"),
+        (["--limit", "sessions=-1"], "must not be negative"),
+        (["--limit", "sessions"], "is not NAME=VALUE"),
+    ):
+        assert main([*cli, "limits", "carol", *bad]) != 0
+        assert message in capsys.readouterr().err
+    assert main([*cli, "limits", "dave"]) != 0
+    assert "no key named 'dave'" in capsys.readouterr().err
+    assert main([*cli, "limits", "carol", "--replace"]) == 0
+    assert KeyStore(keys_file).limits_of("carol") == {}
+    assert KeyStore(keys_file).limits_of("nobody") == {}
+
+
 def test_settings_from_file_and_environment(tmp_path: Path) -> None:
     toml = tmp_path / "service.toml"
     toml.write_text('backend = "local"\nbody_limit = 2048\n[limits]\nsessions = 3\n')

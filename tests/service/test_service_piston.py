@@ -99,6 +99,22 @@ def test_timeout_is_sigkill(server: Running, key: str) -> None:
     assert body["run"]["stdout"] == "a\n"
 
 
+def test_default_timeouts_are_cut_to_the_keys_limit(server: Running) -> None:
+    token = server.keys.create("brief", {"max_timeout": 1})
+    sleeper = {
+        "language": "python",
+        "version": "*",
+        "files": [{"content": "import time\ntime.sleep(2.5)\nprint('late')"}],
+    }
+    with server.client(token) as http:
+        cut = http.post("/api/v2/execute", json=sleeper).json()  # Piston's default: 3 s
+        asked = http.post("/api/v2/execute", json={**sleeper, "run_timeout": 5000})
+    assert cut["run"]["signal"] == "SIGKILL", cut
+    assert cut["run"]["stdout"] == ""
+    assert asked.status_code == 429
+    assert "max_timeout" in asked.text
+
+
 @pytest.mark.parametrize(
     ("request_body", "fragment"),
     [

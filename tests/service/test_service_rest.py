@@ -146,6 +146,36 @@ def test_limits_answer_429_with_retry_after(server: Running, tmp_path: Path) -> 
                 http.delete(f"/v1/sessions/{sid}")
 
 
+def test_a_keys_own_limits_replace_the_servers(server: Running, alice: str) -> None:
+    """Limits set for one key (also while the server runs) hold for it and for no other."""
+    token = server.keys.create("small", {"sessions": 1, "max_timeout": 2})
+    with server.client(token) as small, server.client(alice) as other:
+        sid = small.post("/v1/sessions", json={"lang": "python"}).json()["id"]
+        try:
+            over = small.post("/v1/sessions", json={"lang": "python"})
+            assert over.status_code == 429
+            assert "1 sessions open" in over.json()["error"]["message"]
+            long = small.post(f"/v1/sessions/{sid}/run", json={"code": "1", "timeout": 5})
+            assert long.status_code == 429
+            assert "limit of 2" in long.json()["error"]["message"]
+            # No timeout asked: the server's default (30 s) is cut to the key's 2 s.
+            slow = small.post(
+                f"/v1/sessions/{sid}/run", json={"code": "import time; time.sleep(10)"}
+            )
+            assert slow.json()["verdict"] == "timeout", slow.text
+            assert "after 2.0 s" in slow.json()["message"]
+            assert other.post("/v1/run", json={"lang": "python", "code": "1", "timeout": 5})
+            server.keys.set_limits("small", {"sessions": 2, "max_timeout": 10})
+            assert small.post(
+                f"/v1/sessions/{sid}/run", json={"code": "1", "timeout": 5}
+            ).is_success
+            second = small.post("/v1/sessions", json={"lang": "python"})
+            assert second.status_code == 201, second.text
+            small.delete(f"/v1/sessions/{second.json()['id']}")
+        finally:
+            small.delete(f"/v1/sessions/{sid}")
+
+
 def test_runs_per_minute(tmp_path: Path) -> None:
     settings = ServiceSettings(backend="local", limits=KeyLimits(runs_per_minute=2))
     with running_server(tmp_path, settings) as server:

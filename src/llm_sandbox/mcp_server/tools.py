@@ -73,11 +73,10 @@ class SandboxTools:
             )
         return name
 
-    def timeout(self, timeout: float | None) -> float | None:
+    def timeout(self, owner: str, timeout: float | None) -> float:
         if timeout is not None and timeout <= 0:
             raise ToolError(f"timeout must be above 0 seconds, got {timeout}")
-        self.service.quotas.check_timeout(timeout)
-        return timeout
+        return self.service.quotas.timeout(owner, timeout)
 
     @staticmethod
     def language(language: str) -> str:
@@ -102,7 +101,7 @@ class SandboxTools:
         with tool_errors():
             owner = self.owner(ctx)
             lang = self.language(language)
-            timeout = self.timeout(timeout)
+            timeout = self.timeout(owner, timeout)
             service = self.service
             async with contextlib.AsyncExitStack() as stack:
                 stack.enter_context(service.quotas.run(owner))
@@ -165,7 +164,7 @@ class SandboxTools:
         """
         with tool_errors():
             owner = self.owner(ctx)
-            timeout = self.timeout(timeout)
+            timeout = self.timeout(owner, timeout)
             async with self.service.sessions.using(owner, session_id) as held:
                 with self.service.quotas.run(owner):
                     result = await held.session.run(code, libraries=libraries, timeout=timeout)

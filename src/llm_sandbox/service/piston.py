@@ -178,8 +178,16 @@ async def execute(request: Request) -> Response:
         if m is not None
     ]
     memory = max(memories) if memories else None
-    service.quotas.check_timeout(timeout)
-    service.quotas.check_memory(memory)
+    asked = body.get("run_timeout") is not None or (
+        compiled and body.get("compile_timeout") is not None
+    )
+    # Piston's default timeouts are cut to the key's limit; only asking for more is refused.
+    timeout = (
+        service.quotas.timeout(key, timeout)
+        if asked
+        else min(timeout, service.quotas.of(key).max_timeout)
+    )
+    service.quotas.check_memory(key, memory)
     async with AsyncExitStack() as stack:
         stack.enter_context(service.quotas.run(key))
         session = await stack.enter_async_context(service.oneshot.session(lang, memory))

@@ -1,4 +1,6 @@
-"""Per-key limits: concurrent sessions and runs, runs per minute (sliding window).
+"""Per-key limits: concurrent sessions and runs, runs per minute (sliding window), the longest
+timeout and the most memory. A key's limits are the server's `[limits]` with the key's own
+(`llm-sandbox keys limits NAME ...`) in their place.
 
 Everything here runs in the event loop's thread, so plain counters need no lock. Going over a
 limit raises `ApiError(429)` with `Retry-After`.
@@ -6,11 +8,13 @@ limit raises `ApiError(429)` with `Retry-After`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from llm_sandbox.service.errors import ApiError
 from llm_sandbox.service.settings import KeyLimits
@@ -26,15 +30,27 @@ def too_many(message: str, retry_after: float) -> ApiError:
 class Quotas:
     """The usage of every key against its `KeyLimits`."""
 
-    def __init__(self, limits: KeyLimits) -> None:
+    def __init__(
+        self,
+        limits: KeyLimits,
+        own: Callable[[str], Mapping[str, int | float]] = lambda key: {},
+        default_timeout: float = 30.0,
+    ) -> None:
         self.limits = limits
+        self.default_timeout = default_timeout
+        self._own = own
         self._runs: dict[str, int] = defaultdict(int)
         self._started: dict[str, deque[float]] = defaultdict(deque)
+
+    def of(self, key: str) -> KeyLimits:
+        """The limits of `key`."""
+        own: Mapping[str, Any] = self._own(key)  # checked by `key_limit_overrides`
+        return dataclasses.replace(self.limits, **own) if own else self.limits
 
     @contextmanager
     def run(self, key: str) -> Iterator[None]:
         """Count one run of `key` while the block runs; 429 when over a limit."""
-        limits = self.limits
+        limits = self.of(key)
         if self._runs[key] >= limits.concurrent_runs:
             raise too_many(
                 f"this key already has {limits.concurrent_runs} runs in flight (the limit "
@@ -59,25 +75,33 @@ class Quotas:
             self._runs[key] -= 1
 
     def check_session(self, key: str, open_sessions: int) -> None:
-        if open_sessions >= self.limits.sessions:
+        limit = self.of(key).sessions
+        if open_sessions >= limit:
             raise too_many(
-                f"this key has {self.limits.sessions} sessions open (the limit sessions); "
+                f"this key has {limit} sessions open (the limit sessions); "
                 "delete one (DELETE /v1/sessions/ID) or let one expire",
                 1,
             )
 
-    def check_timeout(self, timeout: float | None) -> None:
-        if timeout is not None and timeout > self.limits.max_timeout:
+    def timeout(self, key: str, timeout: float | None) -> float:
+        """The timeout a run of `key` gets: the one asked for (429 over the key's max_timeout),
+        else the server's default_timeout, cut to the key's max_timeout."""
+        limit = self.of(key).max_timeout
+        if timeout is None:
+            return min(self.default_timeout, limit)
+        if timeout > limit:
             raise too_many(
-                f"timeout {timeout} s is over this key's limit of {self.limits.max_timeout} s "
+                f"timeout {timeout} s is over this key's limit of {limit} s "
                 "(max_timeout); ask for less",
                 1,
             )
+        return timeout
 
-    def check_memory(self, memory: int | None) -> None:
-        if memory is not None and memory > self.limits.max_memory:
+    def check_memory(self, key: str, memory: int | None) -> None:
+        limit = self.of(key).max_memory
+        if memory is not None and memory > limit:
             raise too_many(
-                f"memory {memory} bytes is over this key's limit of {self.limits.max_memory} "
+                f"memory {memory} bytes is over this key's limit of {limit} "
                 "(max_memory); ask for less",
                 1,
             )

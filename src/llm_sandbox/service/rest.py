@@ -187,8 +187,8 @@ async def run_once(request: Request) -> Response:
     key = service.authenticate(request)
     body = await service.body(request, ONE_SHOT)
     lang = check_language(body["lang"])
-    service.quotas.check_timeout(body.get("timeout"))
-    service.quotas.check_memory(body.get("memory"))
+    body["timeout"] = service.quotas.timeout(key, body.get("timeout"))
+    service.quotas.check_memory(key, body.get("memory"))
     stack = AsyncExitStack()
     async with AsyncExitStack() as guard:
         guard.push_async_exit(stack)
@@ -242,7 +242,7 @@ async def session_run(request: Request) -> Response:
     service = service_of(request)
     key = service.authenticate(request)
     body = await service.body(request, RUN)
-    service.quotas.check_timeout(body.get("timeout"))
+    body["timeout"] = service.quotas.timeout(key, body.get("timeout"))
     held, stack = await _session_for_run(service, key, request.path_params["id"])
     return await _answer(request, _run_call(held.session, body), bool(body.get("stream")), stack)
 
@@ -251,7 +251,7 @@ async def session_exec(request: Request) -> Response:
     service = service_of(request)
     key = service.authenticate(request)
     body = await service.body(request, EXEC)
-    service.quotas.check_timeout(body.get("timeout"))
+    body["timeout"] = service.quotas.timeout(key, body.get("timeout"))
     held, stack = await _session_for_run(service, key, request.path_params["id"])
 
     async def call(emit: Emit | None) -> ConsoleOutput:

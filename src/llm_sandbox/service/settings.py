@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llm_sandbox.config import parse_size
 from llm_sandbox.exceptions import ConfigurationError
 
 ENV_PREFIX = "LLM_SANDBOX_SERVICE_"
@@ -67,6 +68,8 @@ class ServiceSettings:
 
 def _coerce(name: str, value: Any, template: Any) -> Any:
     kind = type(template)
+    if name in ("memory", "max_memory") and not isinstance(value, bool):
+        return parse_size(value, f"service setting {name}")
     if template is None or name in ("backend", "keys_file"):
         return None if value in (None, "") else str(value)
     try:
@@ -107,6 +110,15 @@ def _build(cls: type[Any], data: Mapping[str, Any], where: str) -> Any:
         if isinstance(values[name], int | float) and values[name] < 0:
             raise ConfigurationError(f"service setting {name} must not be negative")
     return cls(**values)
+
+
+def key_limit_overrides(data: Mapping[str, Any], where: str) -> dict[str, int | float]:
+    """The limits one key has of its own (checked like the `[limits]` settings); the rest
+    come from the server's settings."""
+    if not isinstance(data, Mapping):
+        raise ConfigurationError(f"limits in {where} must be a table of key limits")
+    built = _build(KeyLimits, data, where)
+    return {name: getattr(built, name) for name in data}
 
 
 def load_settings(

@@ -26,7 +26,9 @@ class Service:
     """Where one-shot runs get their sandbox (`OneShot`, or a pool-backed one)."""
 
     def __post_init__(self) -> None:
-        self.quotas = Quotas(self.settings.limits)
+        self.quotas = Quotas(
+            self.settings.limits, self.keys.limits_of, self.settings.default_timeout
+        )
         if self.oneshot is None:
             self.oneshot = OneShot(self.settings)
 
@@ -67,7 +69,7 @@ class Service:
     ) -> HeldSession:
         """Open a session for `key` within its limits and keep it (idle past `ttl`, at most
         the `session_ttl` setting, it is closed)."""
-        self.quotas.check_memory(memory)
+        self.quotas.check_memory(key, memory)
         self.quotas.check_session(key, self.sessions.count(key))
         with self.sessions.opening(key):
             session = await open_session(
