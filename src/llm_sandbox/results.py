@@ -52,6 +52,10 @@ class ConsoleOutput:
     compile_failed: bool = field(default=False, kw_only=True)
     egress_denied: int = field(default=0, kw_only=True)
     """Connection attempts the egress gate refused during this call (see `network_log`)."""
+    compile_stdout: str = field(default="", kw_only=True)
+    """What a compile stage that succeeded printed (a failed one's output is stdout/stderr)."""
+    compile_stderr: str = field(default="", kw_only=True)
+    """What a compile stage that succeeded printed on stderr, e.g. warnings."""
 
     @property
     def truncated(self) -> bool:

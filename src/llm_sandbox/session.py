@@ -381,11 +381,13 @@ class SandboxSession:
             deadline = self._deadline(timeout)
             started = time.monotonic()
             denied = 0  # by the egress gate while compiling (a build may fetch)
+            built: list[ConsoleOutput] = []
             for argv in plan.compile:
                 result = self._execute(argv, deadline, started, files=files, env=env)
                 denied += result.egress_denied
                 if result.exit_code != 0:
                     return dataclasses.replace(result, compile_failed=True, egress_denied=denied)
+                built.append(result)
             result = self._execute(
                 [*plan.run, *(args or ())],
                 deadline,
@@ -396,8 +398,13 @@ class SandboxSession:
                 on_stdout=on_stdout,
                 on_stderr=on_stderr,
             )
-            if denied:
-                result = dataclasses.replace(result, egress_denied=result.egress_denied + denied)
+            if built:
+                result = dataclasses.replace(
+                    result,
+                    egress_denied=result.egress_denied + denied,
+                    compile_stdout="".join(r.stdout for r in built),
+                    compile_stderr="".join(r.stderr for r in built),
+                )
             self._log(
                 "run %d finished: exit %d in %.3f s",
                 self._run_count,

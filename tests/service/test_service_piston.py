@@ -99,6 +99,18 @@ def test_timeout_is_sigkill(server: Running, key: str) -> None:
     assert body["run"]["stdout"] == "a\n"
 
 
+def test_compile_warnings_are_in_the_compile_stage(server: Running, key: str) -> None:
+    source = '#include <cstdio>\n#warning "look here"\nint main() { puts("ran"); }\n'
+    request = {"language": "c++", "version": "*", "files": [{"content": source}]}
+    with server.client(key) as http:
+        body = http.post("/api/v2/execute", json=request).json()
+    assert body["compile"]["code"] == 0, body
+    assert "look here" in body["compile"]["stderr"]
+    assert body["compile"]["output"] == body["compile"]["stderr"]
+    assert body["run"]["stdout"] == "ran\n"
+    assert "look here" not in body["run"]["stderr"]
+
+
 def test_default_timeouts_are_cut_to_the_keys_limit(server: Running) -> None:
     token = server.keys.create("brief", {"max_timeout": 1})
     sleeper = {

@@ -216,7 +216,7 @@ async def execute(request: Request) -> Response:
         answer["compile"] = _stage(result.stdout, result.stderr, result.exit_code, None)
         return JSONResponse(answer)
     if compiled:
-        answer["compile"] = _stage("", "", 0, None)
+        answer["compile"] = _stage(result.compile_stdout, result.compile_stderr, 0, None)
     signal = "SIGKILL" if result.out_of_memory else None
     answer["run"] = _stage(result.stdout, result.stderr, result.exit_code, signal)
     return JSONResponse(answer)
