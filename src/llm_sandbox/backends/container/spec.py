@@ -6,6 +6,7 @@ Pure: `build_spec` turns a session's config into the keyword arguments of the Do
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -68,7 +69,7 @@ def build_spec(config: SessionConfig, image: str, libs_volume: str) -> Container
         "cap_drop": ["ALL"],
         "cap_add": ["KILL"],
         # Our seccomp policy (the one the embedded backend uses), not the engine's default.
-        "security_opt": ["no-new-privileges:true", f"seccomp={json.dumps(oci_profile())}"],
+        "security_opt": ["no-new-privileges:true", _seccomp_option()],
         # A committed container must be able to keep what install() put there.
         "read_only": not options.commit_container,
         "tmpfs": {
@@ -141,3 +142,10 @@ def _limit_options(limits: ResourceLimits, rc: dict[str, Any], *, gvisor: bool) 
     if "cpu_count" in rc:
         options["nano_cpus"] = int(rc.pop("cpu_count")) * 1_000_000_000
     return options
+
+
+@functools.cache
+def _seccomp_option() -> str:
+    """The engine option carrying our seccomp profile (the same for every container of this
+    machine; computing it costs milliseconds of CPU, paid once)."""
+    return f"seccomp={json.dumps(oci_profile())}"

@@ -31,6 +31,8 @@ RUN_PREFIX = "llm-sandbox-"
 """Run cgroups are named `llm-sandbox-<pid of the session's process>-<random>`."""
 V1_CONTROLLERS = ("memory", "pids", "cpu")
 CPU_PERIOD_US = 100_000
+RUN_CPU_SHARE = 0.125
+"""A run's CPU weight against a process at the default weight (see `CgroupSet`)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ class CgroupSet:
         self.dirs = dirs
 
     def apply(self, limits: CgroupLimits) -> None:
+        if "cpu" in self.dirs:
+            self._set_cpu_weight()
         if limits.memory is not None:
             self._set_memory(limits.memory)
         if limits.processes is not None:
@@ -90,6 +94,16 @@ class CgroupSet:
             else:
                 _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
                 _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
+
+    def _set_cpu_weight(self) -> None:
+        """A run's share of a busy CPU: RUN_CPU_SHARE of a default process's. A sandbox
+        cannot starve the program that controls it (and its timeouts) however many runs
+        spin at once; an idle machine still gives each run all the CPU it can use."""
+        cpu = self.dirs["cpu"]
+        if self.version == 2:
+            _write(cpu / "cpu.weight", str(max(1, round(100 * RUN_CPU_SHARE))))
+        else:
+            _write(cpu / "cpu.shares", str(max(2, round(1024 * RUN_CPU_SHARE))))
 
     def _set_memory(self, limit: int) -> None:
         memory = self.dirs["memory"]
