@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -245,3 +246,22 @@ def test_out_of_memory_is_reported(backend: str) -> None:
         assert result.exit_code != 0
         assert result.out_of_memory or "MemoryError" in result.stderr
         assert session.run("print('next')").stdout == "next\n"
+
+
+def test_a_closed_server_never_starts_again() -> None:
+    """A sandbox closed while a reset is warming its server up again (a pool closing with
+    resets in flight) must not get a new server."""
+    from llm_sandbox.backends.forkserver import ForkServer
+
+    started: list[object] = []
+
+    def start(request: object) -> Any:
+        started.append(request)
+        raise AssertionError("a closed fork server started a process")
+
+    forks = ForkServer(start, {}, "/tmp", mode="pid1")
+    forks.close()
+    assert forks.closed
+    with pytest.raises(SandboxRuntimeError, match="closed"):
+        forks.warm()
+    assert not started

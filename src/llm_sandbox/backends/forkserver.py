@@ -116,7 +116,13 @@ class ForkServer:
         self._process: InteractiveProcess | None = None
         self._frames: _Frames | None = None
         self._busy = False
+        self._closed = False
         self._lock = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        """Closed with its sandbox: it never starts again."""
+        return self._closed
 
     @property
     def process(self) -> InteractiveProcess | None:
@@ -142,6 +148,8 @@ class ForkServer:
             self._ensure()
 
     def _ensure(self) -> InteractiveProcess:
+        if self._closed:
+            raise SandboxRuntimeError("the fork server's sandbox is closed")
         if self._process is not None and self._frames is not None and not self._frames.ended:
             return self._process
         self._stop()
@@ -200,7 +208,14 @@ class ForkServer:
             self._process.send(data)
 
     def stop(self) -> None:
+        """Stop the server; the next run that needs it starts a new one."""
         with self._lock:
+            self._stop()
+
+    def close(self) -> None:
+        """Stop the server for good (its sandbox is closing)."""
+        with self._lock:
+            self._closed = True
             self._stop()
 
     def _stop(self) -> None:

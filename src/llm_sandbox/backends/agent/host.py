@@ -344,7 +344,8 @@ class AgentHost(ABC):
         try:
             forks.warm()
         except SandboxError as exc:
-            logger.warning("%s; runs start plainly until it does", exc)
+            if not forks.closed:  # else the sandbox closed meanwhile: nothing to say
+                logger.warning("%s; runs start plainly until it does", exc)
             return f"the fork server did not start: {exc}"
         return None
 
@@ -365,7 +366,7 @@ class AgentHost(ABC):
         forks, self._forks = self._forks, None
         if forks is not None:
             with contextlib.suppress(SandboxError):
-                forks.stop()
+                forks.close()
 
     def alive(self) -> bool | None:
         """True while the agent's and the killer's connections are open (both end with the

@@ -226,7 +226,7 @@ class LocalSandbox(TarOverExec):
         self._closed = True
         if self._forks is not None:
             with contextlib.suppress(SandboxError):
-                self._forks.stop()
+                self._forks.close()
         holder = self._holder
         if holder is not None:
             # The holder's own child (which keeps the session's tmpfs) first: it would only
@@ -327,7 +327,8 @@ class LocalSandbox(TarOverExec):
         try:
             forks.warm()
         except SandboxError as exc:
-            logger.warning("%s; runs start plainly until it does", exc)
+            if not forks.closed:  # else the sandbox closed meanwhile: nothing to say
+                logger.warning("%s; runs start plainly until it does", exc)
 
     def _start_zygote(self, request: ExecRequest) -> InteractiveProcess:
         process = self._spawn(request, zygote=True)
