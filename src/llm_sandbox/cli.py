@@ -11,6 +11,8 @@ from llm_sandbox.exceptions import ConfigurationError, SandboxError, SandboxTime
 
 TIMEOUT_EXIT = 124
 ERROR_EXIT = 125
+INTERRUPTED_EXIT = 130
+"""What a shell reports for a program ended by Ctrl-C (128 + SIGINT)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -262,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, RuntimeError, ValueError) as exc:
         print(f"llm-sandbox: {exc}", file=sys.stderr)
         return ERROR_EXIT
+    except KeyboardInterrupt:  # Ctrl-C: what was running is cleaned up by now
+        print("llm-sandbox: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

@@ -108,14 +108,27 @@ def test_sigterm_with_runs_in_flight_exits_within_10s_leaving_nothing(
         process.wait(timeout=10)
         took = time.monotonic() - started
     assert took < 10
-    # uvicorn shuts down cleanly, then re-raises the signal it caught (exit by SIGTERM)
-    assert process.returncode in (0, -signal.SIGTERM)
+    assert process.returncode == 0  # a clean shutdown, as asked
     log = process.stdout.read().decode() if process.stdout else ""
     assert "Application shutdown complete" in log
     deadline = time.monotonic() + 2
     while sleepers():
         assert time.monotonic() < deadline, f"sandboxed processes left: {sleepers()}"
         time.sleep(0.05)
+
+
+def test_ctrl_c_shuts_down_cleanly_without_a_traceback(
+    serve: tuple[subprocess.Popen[bytes], str, str],
+) -> None:
+    process, _, _ = serve
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=10)
+    log = process.stdout.read().decode() if process.stdout else ""
+    assert "Application shutdown complete" in log
+    assert "Traceback" not in log, log
+    # 130 as a shell reports Ctrl-C; 0 where SIGINT was ignored when the server started
+    # (a background job): uvicorn then shut down for it and nothing interrupted the exit.
+    assert process.returncode in (130, 0), log
 
 
 @pytest.fixture(params=[0, 1], ids=["fresh", "pool"])

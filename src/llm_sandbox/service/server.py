@@ -1,10 +1,14 @@
 """Run the app on uvicorn. SIGTERM/SIGINT: stop accepting, give in-flight requests
 `shutdown_grace` seconds to finish, cancel the rest (which kills their runs), then close every
-sandbox (the app's lifespan) and exit."""
+sandbox (the app's lifespan) and exit: with status 0 after SIGTERM (a clean shutdown, as a
+process manager asked), as interrupted (130) after SIGINT."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -35,4 +39,20 @@ def serve(
         log_level="info",
         lifespan="on",
     )
-    uvicorn.Server(config).run()
+    _Server(config).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a SIGTERM it shut down for cleanly is not raised again
+    afterwards (uvicorn re-raises the signals it caught, which would make a clean shutdown
+    end as killed by SIGTERM)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                captured = getattr(self, "_captured_signals", None)
+                if isinstance(captured, list):
+                    captured[:] = [s for s in captured if s != signal.SIGTERM]
